@@ -1,0 +1,9 @@
+"""The op boundary: one typed Python function per custom op (DESIGN §2, §4).
+
+Loops and modules call these functions; each dispatches to the fastest available backend for the
+tensors' device, overridable with `backend=` or VAENAS_BACKEND.
+"""
+
+from vaenas.ops.vae_decode import DecodeConstraints, DecoderWeights, vae_decode
+
+__all__ = ["DecodeConstraints", "DecoderWeights", "vae_decode"]

@@ -1,0 +1,106 @@
+"""Pure-PyTorch references: the specification of every custom op.
+
+Each function here is plain, obvious PyTorch. Fast backends (C++ CPU, CUDA, Triton) must agree
+with it; it is never edited to match a kernel.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def token_offsets(vocab_sizes: Tensor) -> Tensor:
+    """Exclusive prefix sum of `vocab_sizes` [T]: row of position t's token 0 in a flat table."""
+    return torch.cumsum(vocab_sizes, 0) - vocab_sizes
+
+
+def vae_decode(
+    z: Tensor,
+    latent_weight: Tensor,
+    latent_bias: Tensor,
+    input_table: Tensor,
+    weight_hh: Tensor,
+    weight_out: Tensor,
+    bias_out: Tensor,
+    vocab_sizes: Tensor,
+    budget_mask: Tensor,
+    budget_max: int,
+    uniforms: Tensor | None,
+    temperature: float,
+    greedy: bool,
+    seed: int,
+) -> tuple[Tensor, Tensor]:
+    """Decode M latent vectors into M architecture strings with an autoregressive LSTM.
+
+    Shapes (H hidden size, T positions, V = max(vocab_sizes), R = 1 + sum(vocab_sizes)):
+      z [M, d] float; latent_weight [H, d]; latent_bias [H]
+      input_table [R, 4H]: the LSTM's input contribution for each previous token, already
+        multiplied through: embedding @ weight_ih.T + bias_ih + bias_hh. Row 0 is the start
+        token (input of step 0); the token k of position t feeds step t+1 through row
+        1 + offset[t] + k, offset = exclusive prefix sum of vocab_sizes.
+      weight_hh [4H, H] (gate order i, f, g, o as torch.nn.LSTM); weight_out [T, V, H];
+      bias_out [T, V]; vocab_sizes [T] int64; budget_mask [T] bool.
+      uniforms [M, T] float in [0, 1) or None.
+
+    Recurrence, for t = 0..T-1:
+      h_0 = tanh(z @ latent_weight.T + latent_bias), c_0 = 0
+      gates = input_table[row_t] + h @ weight_hh.T;  c = σ(f)·c + σ(i)·tanh(g);  h = σ(o)·tanh(c)
+      logits = weight_out[t] @ h + bias_out[t], with tokens k >= vocab_sizes[t] masked out and,
+        at a position of budget_mask once `budget_max` non-zero tokens were chosen at earlier
+        budget positions, every token but 0 masked out (NAS-Bench-101: at most 9 edges).
+      probabilities p = softmax(logits / temperature) over the allowed tokens.
+      greedy: token = argmax p (the first maximum). Sampled: token = the first allowed k whose
+        cumulative probability p_0 + ... + p_k exceeds u[t] (the last allowed token if none does,
+        which only float rounding can cause), u = uniforms, or torch.rand(M, T) from a generator
+        on z's device seeded with `seed` when uniforms is None.
+    Returns tokens [M, T] int64 and log_prob [M] float32: sum over t of log p[token].
+    """
+    num_rows, positions = z.shape[0], vocab_sizes.shape[0]
+    hidden = weight_hh.shape[1]
+    max_vocab = weight_out.shape[1]
+    device = z.device
+    if not greedy and uniforms is None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+        uniforms = torch.rand(num_rows, positions, generator=generator, device=device)
+
+    offsets = token_offsets(vocab_sizes)
+    input_table, weight_hh = input_table.float(), weight_hh.float()
+    weight_out, bias_out = weight_out.float(), bias_out.float()
+    vocab_index = torch.arange(max_vocab, device=device)
+    h = torch.tanh(z.float() @ latent_weight.float().T + latent_bias.float())
+    c = torch.zeros_like(h)
+    row = torch.zeros(num_rows, dtype=torch.long, device=device)
+    budget_used = torch.zeros(num_rows, dtype=torch.long, device=device)
+    tokens = torch.zeros(num_rows, positions, dtype=torch.long, device=device)
+    log_prob = torch.zeros(num_rows, dtype=torch.float32, device=device)
+
+    for t in range(positions):
+        gates = input_table[row] + h @ weight_hh.T
+        i, f, g, o = gates.split(hidden, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        logits = h @ weight_out[t].T + bias_out[t]
+
+        allowed = (vocab_index < vocab_sizes[t]).expand(num_rows, max_vocab)
+        if bool(budget_mask[t]):
+            exhausted = budget_used >= budget_max
+            allowed = allowed & ~(exhausted[:, None] & (vocab_index != 0))
+        scaled = (logits / temperature).masked_fill(~allowed, float("-inf"))
+        log_p = torch.log_softmax(scaled, dim=1)
+
+        if greedy:
+            token = torch.argmax(log_p, dim=1)
+        else:
+            cumulative = torch.cumsum(log_p.exp(), dim=1)
+            exceeds = (cumulative > uniforms[:, t : t + 1].float()) & allowed
+            last_allowed = (allowed * (vocab_index + 1)).argmax(dim=1)
+            first_exceeding = torch.where(exceeds.any(dim=1), exceeds.int().argmax(dim=1), last_allowed)
+            token = first_exceeding
+
+        tokens[:, t] = token
+        log_prob += log_p.gather(1, token[:, None]).squeeze(1)
+        if bool(budget_mask[t]):
+            budget_used += (token != 0).long()
+        row = 1 + offsets[t] + token
+    return tokens, log_prob

@@ -1,0 +1,66 @@
+"""vaenas.ops.vae_decode: batched autoregressive LSTM decode of latent vectors into architectures.
+
+The specification is vaenas.ops.reference.vae_decode. Backends: reference (pure PyTorch), cpu
+(C++, csrc/cpu), cuda (csrc/cuda), triton (kernels/vae_decode.py), chosen by vaenas.ops._dispatch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from vaenas.ops import reference
+from vaenas.ops._dispatch import choose_backend
+from vaenas.spaces.base import DecodeConstraints
+
+IMPLEMENTED_BACKENDS = ("reference",)
+
+
+@dataclass(frozen=True)
+class DecoderWeights:
+    """The decoder's parameters in the form the op takes (see reference.vae_decode for shapes)."""
+
+    latent_weight: Tensor  # [H, d]
+    latent_bias: Tensor  # [H]
+    input_table: Tensor  # [1 + sum(vocab), 4H]: start row, then one row per (position, token)
+    weight_hh: Tensor  # [4H, H]
+    weight_out: Tensor  # [T, V, H]
+    bias_out: Tensor  # [T, V]
+
+
+def vae_decode(
+    z: Tensor,
+    weights: DecoderWeights,
+    constraints: DecodeConstraints,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    uniforms: Tensor | None = None,
+    seed: int = 0,
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Decode z [M, d] into tokens [M, T] int64 and their log-probability [M] float32.
+
+    Sampled decode draws its randomness from `uniforms` [M, T] when given (every backend then
+    returns the same tokens), else from `seed`. `backend` forces one backend (DESIGN §2).
+    """
+    if z.dim() != 2:
+        raise ValueError(f"z must be [M, d], got shape {tuple(z.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if uniforms is not None and uniforms.shape != (z.shape[0], constraints.vocab_sizes.shape[0]):
+        raise ValueError(
+            f"uniforms must be [M, T] = [{z.shape[0]}, {constraints.vocab_sizes.shape[0]}], got {tuple(uniforms.shape)}"
+        )
+    chosen = choose_backend("vae_decode", z.device, backend, IMPLEMENTED_BACKENDS)
+    constraints = constraints.to(z.device)
+    arguments = (
+        z, weights.latent_weight, weights.latent_bias, weights.input_table, weights.weight_hh,
+        weights.weight_out, weights.bias_out, constraints.vocab_sizes, constraints.budget_mask,
+        constraints.budget_max, uniforms, float(temperature), bool(greedy), int(seed),
+    )
+    if chosen == "reference":
+        return reference.vae_decode(*arguments)
+    raise AssertionError(f"unhandled backend {chosen}")

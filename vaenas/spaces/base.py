@@ -1,0 +1,153 @@
+"""The protocol every search space implements (DESIGN §3).
+
+An architecture is a fixed-length string of T tokens; position t has its own vocabulary of
+`vocab_sizes[t]` tokens. Batched forms take and return LongTensor[N, T]. Spaces depend on nothing
+else of vaenas; DecodeConstraints, defined here, is what a space
+hands to the VAE decode op (vaenas.ops.vae_decode).
+"""
+
+from __future__ import annotations
+
+import abc
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class DecodeConstraints:
+    """The constraints of a search space that the decode applies in its pass.
+
+    vocab_sizes [T] int64: tokens k >= vocab_sizes[t] are never produced at position t.
+    budget_mask [T] bool, budget_max: at most `budget_max` non-zero tokens over the positions of
+      budget_mask (NAS-Bench-101: at most 9 of the 21 edge bits set). budget_max < 0: no budget.
+    """
+
+    vocab_sizes: Tensor
+    budget_mask: Tensor
+    budget_max: int = -1
+
+    @staticmethod
+    def vocabulary_only(vocab_sizes: list[int] | tuple[int, ...]) -> "DecodeConstraints":
+        sizes = torch.tensor(vocab_sizes, dtype=torch.long)
+        return DecodeConstraints(sizes, torch.zeros(len(sizes), dtype=torch.bool), -1)
+
+    def to(self, device: torch.device) -> "DecodeConstraints":
+        return DecodeConstraints(self.vocab_sizes.to(device), self.budget_mask.to(device), self.budget_max)
+
+
+
+class SearchSpace(abc.ABC):
+    """A search space: encoding, validity, uniform sampling, variation operators, children, cost."""
+
+    #: short identifier used in configs and JSON ("nasbench101", "nasbench201", "nasnet", "shufflenet")
+    name: str
+    #: number of tokens at each position
+    vocab_sizes: tuple[int, ...]
+
+    @property
+    def length(self) -> int:
+        """T, the number of positions."""
+        return len(self.vocab_sizes)
+
+    # --- validity -----------------------------------------------------------------------------
+    def check_tokens(self, archs: Tensor) -> Tensor:
+        """archs as LongTensor[N, T]; ValueError naming the row, position and value of a bad token."""
+        archs = torch.as_tensor(archs)
+        if archs.dim() == 1:
+            archs = archs[None]
+        if archs.dim() != 2 or archs.shape[1] != self.length:
+            raise ValueError(f"{self.name}: an architecture has {self.length} tokens, got shape {tuple(archs.shape)}")
+        if archs.dtype.is_floating_point or archs.dtype == torch.bool:
+            raise ValueError(f"{self.name}: architecture tokens must be integers, got {archs.dtype}")
+        archs = archs.long()
+        limits = torch.tensor(self.vocab_sizes)
+        bad = (archs < 0) | (archs >= limits)
+        if bad.any():
+            row, position = (int(i) for i in bad.nonzero()[0])
+            raise ValueError(
+                f"{self.name}: invalid token {int(archs[row, position])} at position {position} "
+                f"({self.position_name(position)}) of architecture {row}: allowed 0..{self.vocab_sizes[position] - 1}"
+            )
+        return archs
+
+    @abc.abstractmethod
+    def is_valid(self, archs: Tensor) -> Tensor:
+        """BoolTensor[N]: which rows of LongTensor[N, T] are valid architectures of the space."""
+
+    def validate(self, arch: Tensor) -> Tensor:
+        """One architecture [T]; ValueError that names the problem if it is not valid."""
+        arch = self.check_tokens(arch)
+        reason = self.invalid_reason(arch[0])
+        if reason is not None:
+            raise ValueError(f"{self.name}: invalid architecture {arch[0].tolist()}: {reason}")
+        return arch[0]
+
+    def invalid_reason(self, arch: Tensor) -> str | None:
+        """Why one architecture [T] (tokens in range) is invalid, or None when it is valid."""
+        return None if bool(self.is_valid(arch[None])[0]) else "it violates the space's constraints"
+
+    def position_name(self, position: int) -> str:
+        """Human name of a position, used in error messages."""
+        return f"position {position}"
+
+    # --- sampling and variation ---------------------------------------------------------------
+    @abc.abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n architectures drawn from the space's uniform sampler U(α): LongTensor[n, T], all valid."""
+
+    @abc.abstractmethod
+    def mutate(self, archs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One valid mutant of each row of archs [N, T]."""
+
+    @abc.abstractmethod
+    def crossover(self, parents_a: Tensor, parents_b: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One valid child of each pair of rows of parents_a, parents_b [N, T]."""
+
+    def decode_constraints(self) -> DecodeConstraints:
+        """Constraints the VAE decode applies in its pass; the rest is checked by is_valid."""
+        return DecodeConstraints.vocabulary_only(self.vocab_sizes)
+
+    def canonical_key(self, archs: Tensor) -> list[Any]:
+        """One hashable key per row; two rows with equal keys are the same network (dedup)."""
+        return [tuple(row) for row in archs.tolist()]
+
+    # --- serialisation ------------------------------------------------------------------------
+    @abc.abstractmethod
+    def to_json(self, arch: Tensor) -> dict:
+        """A JSON-serialisable description of one architecture [T] (human-readable)."""
+
+    @abc.abstractmethod
+    def from_json(self, data: dict | str) -> Tensor:
+        """Inverse of to_json: LongTensor[T]; ValueError naming the problem on bad input."""
+
+    def dumps(self, arch: Tensor) -> str:
+        return json.dumps(self.to_json(arch))
+
+    # --- child networks and cost --------------------------------------------------------------
+    @abc.abstractmethod
+    def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
+        """The standalone network of one architecture, for retraining."""
+
+    @abc.abstractmethod
+    def example_input(self, batch_size: int = 1) -> Tensor:
+        """A random input of the child networks' resolution, for FLOP counting."""
+
+    def cost(self, arch: Tensor) -> dict[str, float]:
+        """{'params': trainable parameters, 'flops': forward FLOPs of one image} (cached)."""
+        arch = self.validate(arch)
+        return dict(self._cached_cost(tuple(arch.tolist())))
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 (spaces are few and long-lived)
+    def _cached_cost(self, arch: tuple[int, ...]) -> tuple[tuple[str, float], ...]:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = self.build_child(torch.tensor(arch)).eval()
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(self.example_input(1))
+        return (("params", float(params)), ("flops", float(counter.get_total_flops())))
