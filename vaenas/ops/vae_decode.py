@@ -15,7 +15,7 @@ from vaenas.ops import reference
 from vaenas.ops._dispatch import choose_backend
 from vaenas.spaces.base import DecodeConstraints
 
-IMPLEMENTED_BACKENDS = ("reference",)
+IMPLEMENTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
 
 
 @dataclass(frozen=True)
@@ -63,4 +63,8 @@ def vae_decode(
     )
     if chosen == "reference":
         return reference.vae_decode(*arguments)
-    raise AssertionError(f"unhandled backend {chosen}")
+    if chosen in ("cpu", "cuda"):  # the dispatcher picks the C++ or CUDA kernel by device
+        return torch.ops.vaenas.vae_decode(*arguments)
+    from vaenas.kernels.vae_decode import vae_decode_triton
+
+    return vae_decode_triton(*arguments)
