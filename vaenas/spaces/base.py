@@ -31,6 +31,11 @@ class DecodeConstraints:
     budget_mask: Tensor
     budget_max: int = -1
 
+    def __post_init__(self) -> None:
+        if self.budget_max < 0 and bool(self.budget_mask.any()):
+            # "no budget": the decode op would otherwise read budget_max < 0 as an exhausted budget.
+            object.__setattr__(self, "budget_mask", torch.zeros_like(self.budget_mask))
+
     @staticmethod
     def vocabulary_only(vocab_sizes: list[int] | tuple[int, ...]) -> "DecodeConstraints":
         sizes = torch.tensor(vocab_sizes, dtype=torch.long)
@@ -38,7 +43,6 @@ class DecodeConstraints:
 
     def to(self, device: torch.device) -> "DecodeConstraints":
         return DecodeConstraints(self.vocab_sizes.to(device), self.budget_mask.to(device), self.budget_max)
-
 
 
 class SearchSpace(abc.ABC):
