@@ -1,0 +1,252 @@
+"""Search strategies on a tabular benchmark, all counting queries the same way.
+
+- `TabularOracle`: answers accuracy queries from a TabularBenchmark, counts each distinct
+  architecture (space.canonical_key) once against a budget, optionally adds Gaussian noise to what
+  the search sees, and records the any-time curve (best TRUE accuracy after q queries).
+- `random_search`: distinct architectures uniformly from the universe.
+- `spos_evolution`: the evolutionary search of SPOS (Guo et al. 2019) that VAENAS seeds
+  (paper Algorithm 2, line 15): each generation breeds mutants and crossovers of the top-k of
+  everything queried so far.
+- `regularized_evolution`: aging evolution (Real et al. 2019): tournament of `sample_size`
+  members, mutate the winner, remove the oldest.
+
+Every child is restricted to the benchmark's universe (the architectures with ground truth).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Hashable
+
+import torch
+from torch import Tensor
+
+from vaenas.groundtruth import TabularBenchmark
+
+logger = logging.getLogger(__name__)
+
+#: candidates drawn per wanted child when restricting variation to the universe. NAS-Bench-101's
+#: universe holds 4.7 % of the space, so about 1 mutant in 21 lands in it; 32 copies x 4 rounds
+#: miss with probability (1 - 0.047)^128 ~ 0.2 %.
+_COPIES = 32
+_ROUNDS = 4
+
+
+class TabularOracle:
+    """Accuracy queries against a benchmark under a budget of distinct architectures.
+
+    The search sees `observed` = true accuracy + N(0, noise_std^2) (fixed per architecture);
+    the curve records the best TRUE accuracy among the architectures queried so far, so it is
+    non-decreasing. A repeated architecture returns its first observation and costs nothing.
+    """
+
+    def __init__(self, benchmark: TabularBenchmark, budget: int, noise_std: float, generator: torch.Generator) -> None:
+        self.benchmark = benchmark
+        self.space = benchmark.space
+        self.budget = budget
+        self.noise_std = noise_std
+        self.generator = generator
+        self._observed: dict[Hashable, float] = {}
+        self._archs: list[Tensor] = []  # queried architectures [T], in query order
+        self._true: list[float] = []  # their true accuracies (%)
+        self._scores: list[float] = []  # what the search saw
+
+    @property
+    def used(self) -> int:
+        return len(self._archs)
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.used
+
+    def novel(self, archs: Tensor, limit: int | None = None) -> Tensor:
+        """The rows of archs [M, T] never queried, first occurrence only, at most `limit` (default: remaining)."""
+        limit = self.remaining if limit is None else min(limit, self.remaining)
+        keep, seen = [], set()
+        for row, key in enumerate(self.space.canonical_key(archs)):
+            if len(keep) == limit:
+                break
+            if key not in self._observed and key not in seen:
+                seen.add(key)
+                keep.append(row)
+        return archs[torch.tensor(keep, dtype=torch.long)]
+
+    def query(self, archs: Tensor) -> Tensor:
+        """FloatTensor[M] (float64): observed accuracy of archs [M, T]; new ones are charged.
+
+        ValueError if the new distinct architectures exceed the remaining budget; KeyError if one
+        is not in the benchmark.
+        """
+        keys = self.space.canonical_key(archs)
+        new_rows, seen = [], set()
+        for row, key in enumerate(keys):
+            if key not in self._observed and key not in seen:
+                seen.add(key)
+                new_rows.append(row)
+        if len(new_rows) > self.remaining:
+            raise ValueError(f"{len(new_rows)} new architectures exceed the remaining budget of {self.remaining}")
+        if new_rows:
+            index = torch.tensor(new_rows, dtype=torch.long)
+            true = self.benchmark.accuracy(archs[index])
+            noisy = true + self.noise_std * torch.randn(len(index), generator=self.generator, dtype=torch.float64)
+            for row, accuracy, score in zip(new_rows, true.tolist(), noisy.tolist()):
+                self._observed[keys[row]] = score
+                self._archs.append(archs[row].clone())
+                self._true.append(accuracy)
+                self._scores.append(score)
+        return torch.tensor([self._observed[key] for key in keys], dtype=torch.float64)
+
+    def history(self) -> tuple[Tensor, Tensor]:
+        """(archs [Q, T], observed scores [Q]) of every queried architecture, in query order."""
+        if not self._archs:
+            return torch.empty(0, self.space.length, dtype=torch.long), torch.empty(0, dtype=torch.float64)
+        return torch.stack(self._archs), torch.tensor(self._scores, dtype=torch.float64)
+
+    def top(self, k: int) -> Tensor:
+        """The k queried architectures [k', T] with the best observed scores (k' = min(k, used))."""
+        archs, scores = self.history()
+        return archs[scores.argsort(descending=True)[:k]]
+
+    def curve(self) -> Tensor:
+        """FloatTensor[Q]: best true accuracy (%) among the first q queries, q = 1..Q."""
+        return torch.tensor(self._true, dtype=torch.float64).cummax(0).values
+
+    def best(self) -> tuple[Tensor, float]:
+        """The queried architecture [T] with the best TRUE accuracy, and that accuracy."""
+        row = max(range(self.used), key=self._true.__getitem__)
+        return self._archs[row], self._true[row]
+
+
+def uniform_from_universe(benchmark: TabularBenchmark, n: int, generator: torch.Generator) -> Tensor:
+    """n architectures [n, T] drawn uniformly, with replacement, from the benchmark's universe."""
+    return benchmark.universe[torch.randint(len(benchmark), (n,), generator=generator)]
+
+
+def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int) -> Tensor:
+    """Up to n distinct never-queried architectures [n', T] from draw(m) (rows in the universe).
+
+    Samplers that concentrate (a fitted VAE) return repeats; draw again, `rounds` times at most,
+    then top up uniformly from the universe so that every method spends the same budget.
+    """
+    n = min(n, oracle.remaining)
+    found = torch.empty(0, oracle.space.length, dtype=torch.long)
+    for _ in range(rounds):
+        if len(found) >= n:
+            break
+        candidates = torch.cat([found, draw(2 * (n - len(found)))])
+        found = oracle.novel(candidates, limit=n)
+    if len(found) < n:
+        logger.debug("sampler gave %d of %d new architectures; the rest are uniform", len(found), n)
+        universe = oracle.benchmark.universe
+        order = torch.randperm(len(universe), generator=oracle.generator)
+        found = oracle.novel(torch.cat([found, universe[order]]), limit=n)
+    return found
+
+
+def _vary_within(
+    benchmark: TabularBenchmark, vary: Callable[[Tensor], Tensor], parents: Tensor
+) -> tuple[Tensor, Tensor]:
+    """vary(parents) restricted to the universe: (children [M, T], found [M] bool).
+
+    Each parent is varied _COPIES times per round; the first child inside the universe is kept.
+    """
+    children = parents.clone()
+    found = torch.zeros(len(parents), dtype=torch.bool)
+    for _ in range(_ROUNDS):
+        pending = (~found).nonzero().flatten()
+        if len(pending) == 0:
+            break
+        copies = pending.repeat_interleave(_COPIES)
+        candidates = vary(copies)
+        inside = benchmark.contains(candidates).view(len(pending), _COPIES)
+        hit = inside.any(dim=1)
+        first = inside.long().argmax(dim=1)
+        chosen = candidates.view(len(pending), _COPIES, -1)[torch.arange(len(pending)), first]
+        children[pending[hit]] = chosen[hit]
+        found[pending[hit]] = True
+    return children, found
+
+
+def mutate_within(benchmark: TabularBenchmark, parents: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """One mutant in the universe of each row of parents [M, T]: (children [M, T], found [M] bool)."""
+    space = benchmark.space
+    return _vary_within(benchmark, lambda rows: space.mutate(parents[rows], generator=generator), parents)
+
+
+def crossover_within(
+    benchmark: TabularBenchmark, parents_a: Tensor, parents_b: Tensor, generator: torch.Generator
+) -> tuple[Tensor, Tensor]:
+    """One child in the universe of each pair of rows of parents_a, parents_b [M, T]."""
+    space = benchmark.space
+    return _vary_within(
+        benchmark, lambda rows: space.crossover(parents_a[rows], parents_b[rows], generator=generator), parents_a
+    )
+
+
+# --- strategies -------------------------------------------------------------------------------
+
+
+def random_search(oracle: TabularOracle) -> None:
+    """Query distinct architectures uniformly from the universe until the budget is spent."""
+    universe = oracle.benchmark.universe
+    order = torch.randperm(len(universe), generator=oracle.generator)
+    oracle.query(oracle.novel(universe[order]))
+
+
+def spos_evolution(
+    oracle: TabularOracle,
+    seeds: Tensor,
+    population: int,
+    parents: int,
+    mutation_fraction: float,
+    generator: torch.Generator,
+) -> None:
+    """SPOS evolutionary search from `seeds` [S, T] (in the universe) until the budget is spent.
+
+    The new seeds are queried first. Each generation then takes the top `parents` of everything
+    queried so far (observed scores) and breeds `population` new architectures: a
+    `mutation_fraction` share of mutants of random parents, the rest crossovers of random pairs.
+    Children already queried are dropped; a generation that cannot find enough new children in
+    the universe is topped up uniformly (fill_with_new), so the whole budget is always used.
+    """
+    oracle.query(oracle.novel(seeds, limit=population))
+    while oracle.remaining > 0:
+        top = oracle.top(parents)
+
+        def breed(n: int) -> Tensor:
+            n_mutants = round(n * mutation_fraction)
+            picks = torch.randint(len(top), (n, 2), generator=generator)
+            mutants, mutated = mutate_within(oracle.benchmark, top[picks[:n_mutants, 0]], generator)
+            children, crossed = crossover_within(
+                oracle.benchmark, top[picks[n_mutants:, 0]], top[picks[n_mutants:, 1]], generator
+            )
+            return torch.cat([mutants[mutated], children[crossed]])
+
+        oracle.query(fill_with_new(oracle, breed, population, rounds=4))
+
+
+def regularized_evolution(
+    oracle: TabularOracle, population: int, sample_size: int, generator: torch.Generator
+) -> None:
+    """Aging evolution (Real et al. 2019) from a uniform population until the budget is spent.
+
+    Each cycle samples `sample_size` members without replacement, mutates the one with the best
+    observed score (a child inside the universe), appends the child and removes the oldest
+    member. A child queried before costs nothing and keeps its first observation; the number of
+    cycles is capped at 50 x budget in case the population stops producing new architectures.
+    """
+    universe = oracle.benchmark.universe
+    first = universe[torch.randperm(len(universe), generator=generator)]
+    members = oracle.novel(first, limit=population)
+    scores = oracle.query(members)
+    alive = collections.deque(zip(members, scores.tolist()), maxlen=population)
+    for _ in range(50 * oracle.budget):
+        if oracle.remaining <= 0:
+            break
+        contestants = torch.randperm(len(alive), generator=generator)[:sample_size].tolist()
+        parent = max((alive[i] for i in contestants), key=lambda member: member[1])[0]
+        child, found = mutate_within(oracle.benchmark, parent[None], generator)
+        if not bool(found[0]):
+            continue
+        alive.append((child[0], float(oracle.query(child)[0])))  # maxlen drops the oldest
