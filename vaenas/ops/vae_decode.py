@@ -11,11 +11,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from vaenas import _extension
 from vaenas.ops import reference
 from vaenas.ops._dispatch import choose_backend
 from vaenas.spaces.base import DecodeConstraints
 
 IMPLEMENTED_BACKENDS = ("reference", "cpu", "cuda", "triton")
+
+
+def _vae_decode_fake(
+    z: Tensor, latent_weight: Tensor, latent_bias: Tensor, input_table: Tensor, weight_hh: Tensor,
+    weight_out: Tensor, bias_out: Tensor, vocab_sizes: Tensor, budget_mask: Tensor, budget_max: int,
+    uniforms: Tensor | None, temperature: float, greedy: bool, seed: int,
+) -> tuple[Tensor, Tensor]:
+    """The outputs' shapes and dtypes without computing them (torch.compile, opcheck)."""
+    tokens = z.new_empty((z.shape[0], vocab_sizes.shape[0]), dtype=torch.long)
+    return tokens, z.new_empty((z.shape[0],), dtype=torch.float32)
+
+
+if _extension.available():  # the schema exists only once vaenas._C is loaded
+    torch.library.register_fake("vaenas::vae_decode")(_vae_decode_fake)
 
 
 @dataclass(frozen=True)
