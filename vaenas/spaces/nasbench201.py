@@ -36,10 +36,7 @@ NUM_NODES = 4
 # (the all-`none` cell is index 1651), so index_of needs the table of a benchmark file. These are
 # searched in order; VAENAS_NB201_CSV overrides them.
 _INDEX_FILE_NAME = "nb201_test_acc_200ep.csv.gz"
-_INDEX_FILE_CANDIDATES = (
-    Path(__file__).resolve().parents[1] / "groundtruth" / _INDEX_FILE_NAME,
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nasbench201" / _INDEX_FILE_NAME,
-)
+_INDEX_FILE_CANDIDATES = (Path(__file__).resolve().parents[1] / "groundtruth" / _INDEX_FILE_NAME,)
 
 
 def _radix_code(archs: Tensor) -> Tensor:
@@ -154,7 +151,7 @@ class NASBench201Space(SearchSpace):
 
     index_file: a benchmark CSV (gzip) with columns `index` and `arch_str` that fixes the official
       index order for index_of / from_index; default: VAENAS_NB201_CSV, then the copy in
-      vaenas/groundtruth, then ../shared/data/nasbench201. Read on first use.
+      vaenas/groundtruth. Read on first use.
     """
 
     name = "nasbench201"
