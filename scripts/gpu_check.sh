@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# GPU acceptance run on one GPU, offline: build vaenas._C with CUDA, run the CUDA and Triton tests
+# compiled (never interpreted), benchmark the GPU backends against the reference, print a table.
+# Needs torch (CUDA build), triton, nvcc, ninja, pytest, pytest-benchmark already installed.
+# Logs go to $OUT when set (else a temporary folder). Each step has a time limit so that the
+# whole script ends within 8 minutes; the exit status is non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG_DIR="${OUT:-$(mktemp -d)}"
+mkdir -p "$LOG_DIR"
+PYTHON="${PYTHON:-python3}"
+unset TRITON_INTERPRET  # compiled Triton only; tests/conftest.py sets it only without a GPU
+export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-9.0}" MAX_JOBS="${MAX_JOBS:-16}"
+failed=()
+
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, log to $LOG_DIR/NAME.log
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (limit ${limit}s): $*"
+    local start=$SECONDS
+    timeout "$limit" "$@" > "$LOG_DIR/$name.log" 2>&1
+    local status=$?
+    echo "    exit $status after $((SECONDS - start))s, log $LOG_DIR/$name.log"
+    if [ "$status" -ne 0 ]; then
+        failed+=("$name")
+        tail -n 40 "$LOG_DIR/$name.log"
+    fi
+}
+
+{
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+    "$PYTHON" -c 'import sys, torch, triton; print(f"python {sys.version.split()[0]}, torch {torch.__version__} (CUDA {torch.version.cuda}), triton {triton.__version__}, GPU {torch.cuda.get_device_name()}")'
+    nvcc --version | tail -n 1
+} 2>&1 | tee "$LOG_DIR/versions.log"
+
+# The editable install builds vaenas._C in place and maps kernels/ to vaenas.kernels. Offline with
+# an older setuptools it can fail (pyproject's license string needs setuptools >= 77): then build
+# in place and link kernels/ where the package expects it (this copy of the repo only).
+echo "=== build (limit 200s): pip install --no-build-isolation --no-deps --no-index -e ."
+if ! timeout 200 "$PYTHON" -m pip install --no-build-isolation --no-deps --no-index -e . > "$LOG_DIR/build.log" 2>&1; then
+    tail -n 20 "$LOG_DIR/build.log"
+    echo "    pip install -e failed (log $LOG_DIR/build.log): building in place instead"
+    step build_inplace 200 "$PYTHON" setup.py build_ext --inplace
+fi
+"$PYTHON" -c 'import vaenas.kernels' 2>/dev/null || ln -s ../kernels vaenas/kernels
+"$PYTHON" -c 'import json, vaenas; print(json.dumps(vaenas.build_info()))' 2>&1 | tee "$LOG_DIR/build_info.log"
+
+step tests 150 "$PYTHON" -m pytest tests -m "cuda or triton" -q -rs --junitxml="$LOG_DIR/tests.xml"
+tail -n 3 "$LOG_DIR/tests.log"
+
+step bench 130 "$PYTHON" -m pytest bench/ -m cuda -q --benchmark-json="$LOG_DIR/bench.json"
+# The table printed by bench/conftest.py: device, versions, architectures/s, ratio, GFLOP/s.
+sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench.log"
+
+if [ ${#failed[@]} -ne 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "gpu_check passed in ${SECONDS}s"
