@@ -37,6 +37,10 @@ TORCH_LIBRARY(vaenas, m) {
   m.def(
       "nb101_enumerate(int max_vertices, int max_edges) -> (Tensor matrices, Tensor labels, "
       "Tensor num_vertices, Tensor fingerprints)");
+
+  // NAS-Bench-101 graph hash of 26-token cells: uint8 [N, 16] md5 digests, zero for cells whose
+  // output is not reachable from the input (see vaenas/ops/nb101_enumerate.py::nb101_hash).
+  m.def("nb101_hash(Tensor archs) -> Tensor fingerprints");
 }
 
 }  // namespace vaenas

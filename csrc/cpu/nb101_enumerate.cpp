@@ -1,5 +1,6 @@
-// CPU binding of vaenas::nb101_enumerate (kernel: csrc/kernels/nb101_enumerate.cpp).
+// CPU bindings of vaenas::nb101_enumerate and vaenas::nb101_hash (kernel: csrc/kernels/nb101_enumerate.cpp).
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <cstring>
@@ -33,7 +34,39 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> nb101_enumerate_cpu(i
           to_tensor(cells.num_vertices, {count}, at::kLong), to_tensor(cells.fingerprints, {count, 16}, at::kByte)};
 }
 
+at::Tensor nb101_hash_cpu(const at::Tensor& archs) {
+  constexpr int64_t T = kernels::kNb101NumTokens, E = kernels::kNb101NumEdgeBits;
+  TORCH_CHECK(archs.device().is_cpu(), "nb101_hash: archs must be a CPU tensor, got one on ", archs.device());
+  TORCH_CHECK(archs.scalar_type() == at::kLong, "nb101_hash: archs must be int64 (LongTensor), got ",
+              archs.scalar_type());
+  TORCH_CHECK(archs.dim() == 2 && archs.size(1) == T, "nb101_hash: archs must be [N, ", T, "], got ",
+              archs.sizes());
+  const at::Tensor tokens = archs.contiguous();
+  const int64_t count = tokens.size(0);
+  const int64_t* data = tokens.const_data_ptr<int64_t>();
+  // The token check is a serial pass (about 1 ns per token) so that the error names the first bad
+  // row; the kernel itself trusts its input.
+  for (int64_t row = 0; row < count; ++row) {
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t token = data[row * T + t];
+      const int64_t vocab = t < E ? 2 : kernels::kNb101NumOps;
+      TORCH_CHECK(token >= 0 && token < vocab, "nb101_hash: row ", row, ", token ", t, " (",
+                  t < E ? "an edge bit" : "an op label", ") is ", token, ", expected 0..", vocab - 1);
+    }
+  }
+  at::Tensor fingerprints = at::empty({count, 16}, tokens.options().dtype(at::kByte));
+  uint8_t* out = fingerprints.data_ptr<uint8_t>();
+  // About 6 us per row (57 md5 digests for a 7-vertex cell): grains of 64 rows keep the
+  // threads' start-up cost negligible.
+  at::parallel_for(0, count, 64, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) kernels::nb101_arch_fingerprint(data + row * T, out + row * 16);
+  });
+  return fingerprints;
+}
+
 }  // namespace
+
+TORCH_LIBRARY_IMPL(vaenas, CPU, m) { m.impl("nb101_hash", &nb101_hash_cpu); }
 
 // The op has no tensor argument, so the dispatcher has no device to read a backend key from: a
 // CPU-key kernel would never be reached ("no tensor arguments ... no fallback function"). The

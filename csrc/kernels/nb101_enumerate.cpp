@@ -258,6 +258,47 @@ void nb101_fingerprint(const uint8_t* matrix, const int8_t* labels, int n, uint8
   md5(reinterpret_cast<const uint8_t*>(text), size_t(end - text), digest);
 }
 
+bool nb101_arch_fingerprint(const int64_t* tokens, uint8_t digest[16]) {
+  constexpr int V = kNb101MaxVertices;
+  RowMasks rows{};  // bit j of rows[i]: the edge i -> j
+  int bit = 0;
+  for (int i = 0; i < V; ++i) {
+    for (int j = i + 1; j < V; ++j) {
+      if (tokens[bit++] != 0) rows[i] |= uint8_t(1u << j);
+    }
+  }
+  // Edges only go from lower to higher vertices, so one pass in vertex order finds everything
+  // reachable from the input, and one pass in reverse order everything that reaches the output.
+  uint32_t from_input = 1u;
+  for (int v = 0; v < V; ++v) {
+    if ((from_input >> v) & 1) from_input |= rows[v];
+  }
+  if (!((from_input >> (V - 1)) & 1)) {
+    std::memset(digest, 0, 16);
+    return false;
+  }
+  uint32_t to_output = 1u << (V - 1);
+  for (int v = V - 2; v >= 0; --v) {
+    if (rows[v] & to_output) to_output |= 1u << v;
+  }
+  const uint32_t kept_mask = from_input & to_output;  // holds the input and the output
+
+  int kept[V];
+  int n = 0;
+  for (int v = 0; v < V; ++v) {
+    if ((kept_mask >> v) & 1) kept[n++] = v;
+  }
+  uint8_t matrix[V * V] = {};
+  int8_t labels[V];
+  for (int a = 0; a < n; ++a) {
+    const int v = kept[a];
+    labels[a] = v == 0 ? kNb101InputLabel : v == V - 1 ? kNb101OutputLabel : int8_t(tokens[kNb101NumEdgeBits + v - 1]);
+    for (int b = a + 1; b < n; ++b) matrix[a * n + b] = (rows[v] >> kept[b]) & 1;
+  }
+  nb101_fingerprint(matrix, labels, n, digest);
+  return true;
+}
+
 Nb101Cells nb101_enumerate(int max_vertices, int max_edges) {
   if (max_vertices < 2 || max_vertices > kNb101MaxVertices) {
     throw std::invalid_argument("nb101_enumerate: max_vertices must be in [2, 7], got " +

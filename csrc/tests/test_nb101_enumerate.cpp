@@ -51,6 +51,43 @@ void test_fingerprint_of_a_published_cell() {
   expect(vaenas::kernels::md5_hex(digest) == "00005c142e6f48ac74fdcf73e3439874", "fingerprint of the published cell");
 }
 
+void test_arch_fingerprint_prunes_then_hashes() {
+  // The published cell above in the 26-token encoding: its fingerprint is unchanged.
+  int64_t tokens[26] = {};
+  const char* bits = "100110100001001010101";
+  for (int t = 0; t < 21; ++t) tokens[t] = bits[t] == '1';
+  const int64_t ops[5] = {0, 2, 0, 0, 1};
+  for (int t = 0; t < 5; ++t) tokens[21 + t] = ops[t];
+  uint8_t digest[16];
+  expect(vaenas::kernels::nb101_arch_fingerprint(tokens, digest), "a connected cell has a fingerprint");
+  expect(vaenas::kernels::md5_hex(digest) == "00005c142e6f48ac74fdcf73e3439874", "26-token published cell");
+
+  // Chain 0 -> 1 -> 6 with a dangling vertex 2 (0 -> 2, no way out) and 3 -> 4 unreachable:
+  // hashed as the pruned 3-vertex chain input -> conv1x1 -> output.
+  int64_t chain[26] = {};
+  chain[0] = 1;   // 0 -> 1
+  chain[1] = 1;   // 0 -> 2
+  chain[10] = 1;  // 1 -> 6
+  chain[15] = 1;  // 3 -> 4
+  chain[21] = 1;  // vertex 1: conv1x1
+  chain[22] = 2;  // vertex 2: maxpool (pruned)
+  const uint8_t pruned[9] = {0, 1, 0, 0, 0, 1, 0, 0, 0};
+  const int8_t labels[3] = {-1, 1, -2};
+  uint8_t expected[16];
+  vaenas::kernels::nb101_fingerprint(pruned, labels, 3, expected);
+  expect(vaenas::kernels::nb101_arch_fingerprint(chain, digest) && std::memcmp(digest, expected, 16) == 0,
+         "dangling and unreachable vertices are pruned before hashing");
+
+  // No path from the input to the output: false and a zero digest.
+  int64_t cut[26] = {};
+  cut[0] = 1;   // 0 -> 1
+  cut[20] = 1;  // 5 -> 6
+  const uint8_t zeros[16] = {};
+  std::memset(digest, 0xff, 16);
+  expect(!vaenas::kernels::nb101_arch_fingerprint(cut, digest) && std::memcmp(digest, zeros, 16) == 0,
+         "a disconnected cell gives false and 16 zero bytes");
+}
+
 void test_counts_for_small_limits() {
   // Counts of the pure-Python generate_graph.py port (vaenas.spaces.nasbench101_graph).
   struct Case {
@@ -88,6 +125,7 @@ void test_bad_arguments_throw() {
 int main() {
   test_md5_rfc1321_suite();
   test_fingerprint_of_a_published_cell();
+  test_arch_fingerprint_prunes_then_hashes();
   test_counts_for_small_limits();
   test_bad_arguments_throw();
   if (failures == 0) std::printf("test_nb101_enumerate: all passed\n");

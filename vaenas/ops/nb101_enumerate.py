@@ -1,9 +1,11 @@
-"""vaenas.ops.nb101_enumerate: exhaustive enumeration of the NAS-Bench-101 cell space (C++, CPU).
+"""vaenas.ops.nb101_enumerate: NAS-Bench-101 cells in C++ (CPU): enumeration and graph hash.
 
-The specification is the pure-Python port of nasbench's generate_graph.py,
-vaenas.spaces.nasbench101_graph.enumerate_reference (practical up to 5 vertices); the C++ op
-(csrc/kernels/nb101_enumerate.cpp) enumerates all 423,624 cells of 7 vertices / 9 edges in
-about 11 s on 2 cores.
+- nb101_enumerate: every cell of the space. The specification is the pure-Python port of nasbench's
+  generate_graph.py, vaenas.spaces.nasbench101_graph.enumerate_reference (practical up to 5
+  vertices); the C++ op (csrc/kernels/nb101_enumerate.cpp) enumerates all 423,624 cells of 7
+  vertices / 9 edges in about 11 s on 2 cores.
+- nb101_hash: the official graph hash of a batch of 26-token cells. The specification is
+  vaenas.spaces.nasbench101_graph.arch_hash (prune, then hash_module).
 """
 
 from __future__ import annotations
@@ -46,9 +48,27 @@ def nb101_enumerate(max_vertices: int = 7, max_edges: int = 9) -> NB101Cells:
     return NB101Cells(*torch.ops.vaenas.nb101_enumerate(int(max_vertices), int(max_edges)))
 
 
+def nb101_hash(archs: Tensor) -> Tensor:
+    """md5 digests [N, 16] uint8 of the NAS-Bench-101 graph hash of archs [N, 26] int64 (CPU).
+
+    archs are in NASBench101Space's encoding: 21 upper-triangle edge bits (0/1, row-major), then
+    the op labels (0 conv3x3, 1 conv1x1, 2 maxpool) of vertices 1..5. Each cell is pruned and
+    hashed as nasbench's graph_util.hash_module does; hex_fingerprints() of row i equals
+    vaenas.spaces.nasbench101_graph.arch_hash(archs[i].tolist()) for every cell whose output is
+    reachable from the input, whatever its edge count (cells with more than 9 edges are hashed too,
+    as arch_hash does). A cell whose output is not reachable from the input has no hash (arch_hash
+    raises): its row is 16 zero bytes. Tokens out of range raise RuntimeError naming the row.
+    About 6 us per row on one core (arch_hash: 46 us), rows in parallel (at::parallel_for).
+    """
+    _extension.load()
+    return torch.ops.vaenas.nb101_hash(archs)
+
+
 def hex_fingerprints(fingerprints: Tensor) -> list[str]:
     """[N, 16] uint8 digests -> N lower-case hex strings (the dataset's `hash` column)."""
-    return [bytes(row).hex() for row in fingerprints.numpy()]
+    # One hex string sliced in Python: 3x faster than bytes(row).hex() per numpy row at N = 20k.
+    text = fingerprints.contiguous().numpy().tobytes().hex()
+    return [text[i : i + 32] for i in range(0, len(text), 32)]
 
 
 def _register_fake() -> None:
@@ -62,6 +82,11 @@ def _register_fake() -> None:
             torch.empty(count, dtype=torch.int64),
             torch.empty(count, 16, dtype=torch.uint8),
         )
+
+    @torch.library.register_fake("vaenas::nb101_hash")
+    def _(archs: Tensor) -> Tensor:
+        torch._check(archs.dim() == 2 and archs.shape[1] == 26, lambda: f"archs must be [N, 26], got {archs.shape}")
+        return archs.new_empty((archs.shape[0], 16), dtype=torch.uint8)
 
 
 # The fake implementation attaches to the schema declared in csrc/ops.cpp, so it needs the

@@ -162,9 +162,11 @@ class VAEConfig:
     batch_size: int = 128
     n_iters: int = 500  # default training steps of one fit_topk call
     device: str = "cpu"
-    # intra-op threads while training / decoding on a CPU (None: leave torch's setting). The
-    # model is so small that more threads only add synchronisation: on 2 shared cores, 2 threads
-    # made 100 training steps take 40-48 s instead of 1.3-1.8 s.
+    # intra-op threads while training on a CPU (None: leave torch's setting). A training step is
+    # hundreds of tiny ops, each an OpenMP region whose barrier waits for every thread: on 2 idle
+    # cores 100 steps took 1.1 s with 1 thread and 0.7 s with 2, but with one other busy process
+    # on the machine 1.1-1.8 s against 6-192 s. Decoding is one op with one parallel region and
+    # keeps torch's setting (M = 10k NB101 rows: 0.08 s on 1 thread, 0.04 s on 2).
     num_threads: int | None = 1
 
 
@@ -221,11 +223,10 @@ class VAESampler:
         """
         generator = self._sample_generator if generator is None else generator
         seed = 0 if greedy else int(torch.randint(_SEED_BOUND, (1,), generator=generator))
-        with _cpu_threads(self.config.num_threads, self.device):
-            tokens, log_prob = ops.vae_decode(
-                z.to(self.device), self.decoder_weights(), self._decode_constraints,
-                greedy=greedy, temperature=temperature, seed=seed,
-            )
+        tokens, log_prob = ops.vae_decode(
+            z.to(self.device), self.decoder_weights(), self._decode_constraints,
+            greedy=greedy, temperature=temperature, seed=seed,
+        )
         return tokens.cpu(), log_prob.cpu()
 
     def sample_prior(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:

@@ -138,7 +138,7 @@ _SECTION_HELP = {
     "vae.batch_size": "VAE: minibatch size (drawn with replacement)",
     "vae.n_iters": "VAE: training steps of a full fit (paper protocol, vae_evolution)",
     "vae.device": "VAE: device of training and decoding (cpu, cuda)",
-    "vae.num_threads": "VAE: intra-op CPU threads while training and decoding (null: torch's setting)",
+    "vae.num_threads": "VAE: intra-op CPU threads while training (null: torch's setting)",
 }
 
 

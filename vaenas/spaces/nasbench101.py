@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaenas import _extension
 from vaenas.spaces import nasbench101_graph as graph
 from vaenas.spaces.base import DecodeConstraints, SearchSpace
 from vaenas.spaces.nasbench101_network import NASBench101Network
@@ -77,8 +78,27 @@ class NASBench101Space(SearchSpace):
         return DecodeConstraints(torch.tensor(self.vocab_sizes, dtype=torch.long), budget_mask, graph.MAX_EDGES)
 
     def canonical_key(self, archs: Tensor) -> list[Any]:
-        """The NAS-Bench-101 hash (32 hex characters) of each row of valid archs [N, 26]."""
-        return [graph.arch_hash(row) for row in self.check_tokens(archs).tolist()]
+        """The NAS-Bench-101 hash (32 hex characters) of each row of archs [N, 26].
+
+        Every row must be connected (ValueError otherwise); rows with more than 9 edges are hashed
+        like valid ones. The specification is nasbench101_graph.arch_hash (about 45 us per row);
+        when vaenas._C is built the batched C++ op vaenas.ops.nb101_hash computes the same
+        strings (about 6 us per row on one core, see tests/ops/test_nb101_hash.py). The tabular
+        searches hash hundreds of thousands of candidate rows, most of them rejected.
+        """
+        archs = self.check_tokens(archs).cpu()
+        if not _extension.available():
+            return [graph.arch_hash(row) for row in archs.tolist()]
+        # Imported here: vaenas.ops imports vaenas.spaces.
+        from vaenas.ops.nb101_enumerate import hex_fingerprints, nb101_hash
+
+        fingerprints = nb101_hash(archs)
+        keys = hex_fingerprints(fingerprints)
+        # The op writes zeros for a cell without hash (output unreachable); the reference then
+        # raises its ValueError for that row.
+        for row in (fingerprints == 0).all(dim=1).nonzero().flatten().tolist():
+            keys[row] = graph.arch_hash(archs[row].tolist())
+        return keys
 
     # --- sampling and variation ---------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -324,7 +344,7 @@ def cells_by_hash() -> CellTable:
     if cached is not None:
         digests, tokens = cached
     else:
-        # The one place where the space layer uses vaenas.ops: the enumeration is a compiled op.
+        # The space layer uses vaenas.ops here and in canonical_key: the enumeration is a compiled op.
         from vaenas.ops.nb101_enumerate import nb101_enumerate
 
         cells = nb101_enumerate(graph.NUM_VERTICES, graph.MAX_EDGES)
