@@ -110,5 +110,5 @@ def test_help_lists_every_option_with_default():
     lines = describe_options()
     for key in all_keys():
         assert any(line.strip().startswith(f"{key}=") for line in lines), key
-    assert "  study.seeds=5  (int) " in "\n".join(lines)
+    assert "  study.seeds=10  (int) " in "\n".join(lines)
     assert all(len(line.split(")", 1)[1].strip()) > 0 for line in lines), "every option has a description"

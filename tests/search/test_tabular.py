@@ -190,4 +190,4 @@ def test_main_help_lists_options(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "study.seeds=5" in out and "vae.hidden_dim=" in out
+    assert "study.seeds=10" in out and "vae.hidden_dim=" in out

@@ -60,7 +60,7 @@ class BenchmarkConfig:
 
 @dataclass
 class StudyConfig:
-    seeds: int = option(5, "number of repetitions (seeds seed, seed+1, ...); results are mean ± std", at_least=1)
+    seeds: int = option(10, "number of repetitions (seeds seed, seed+1, ...); results are mean ± std", at_least=1)
     seed: int = option(0, "first seed", at_least=0)
     n_train: int = option(
         1000, "architectures with ground truth, drawn uniformly from the universe (paper: 6000)", at_least=1
@@ -80,8 +80,10 @@ class StudyConfig:
 
 @dataclass
 class EvolutionConfig:
+    # 150, not 300: on NAS-Bench-201 every evolution finds the optimum within 300 queries, which
+    # hides the effect of the seeds (measured: 94.37 ± 0.00 for all six variants at 300).
     budget: int = option(
-        300, "queries (distinct architectures, seeds included) of the seeded SPOS evolution", at_least=1
+        150, "queries (distinct architectures, seeds included) of the seeded SPOS evolution", at_least=1
     )
     population: int = option(50, "architectures per generation (and seeds drawn from the sampler)", at_least=2)
     parents: int = option(10, "top-k of everything queried so far that breeds the next generation", at_least=2)
