@@ -10,61 +10,26 @@
 #include <tuple>
 
 #include "kernels/vae_decode_cpu.h"
+#include "vae_decode_checks.h"
 
 namespace vaenas {
 namespace {
-
-void check_cpu(const at::Tensor& tensor, const char* name, at::ScalarType dtype, int64_t dim) {
-  TORCH_CHECK(tensor.device().is_cpu(), "vae_decode (cpu): ", name, " must be a CPU tensor, got ", tensor.device());
-  TORCH_CHECK(tensor.scalar_type() == dtype, "vae_decode: ", name, " must be ", dtype, ", got ", tensor.scalar_type());
-  TORCH_CHECK(tensor.dim() == dim, "vae_decode: ", name, " must have ", dim, " dimensions, got shape ", tensor.sizes());
-}
 
 std::tuple<at::Tensor, at::Tensor> vae_decode_cpu(
     const at::Tensor& z, const at::Tensor& latent_weight, const at::Tensor& latent_bias, const at::Tensor& input_table,
     const at::Tensor& weight_hh, const at::Tensor& weight_out, const at::Tensor& bias_out, const at::Tensor& vocab_sizes,
     const at::Tensor& budget_mask, int64_t budget_max, const std::optional<at::Tensor>& uniforms, double temperature,
     bool greedy, int64_t seed) {
-  check_cpu(z, "z", at::kFloat, 2);
-  check_cpu(latent_weight, "latent_weight", at::kFloat, 2);
-  check_cpu(latent_bias, "latent_bias", at::kFloat, 1);
-  check_cpu(input_table, "input_table", at::kFloat, 2);
-  check_cpu(weight_hh, "weight_hh", at::kFloat, 2);
-  check_cpu(weight_out, "weight_out", at::kFloat, 3);
-  check_cpu(bias_out, "bias_out", at::kFloat, 2);
-  check_cpu(vocab_sizes, "vocab_sizes", at::kLong, 1);
-  check_cpu(budget_mask, "budget_mask", at::kBool, 1);
-  const int64_t num_rows = z.size(0), latent_size = z.size(1);
-  const int64_t hidden = weight_hh.size(1), positions = vocab_sizes.size(0), max_vocab = weight_out.size(1);
-  TORCH_CHECK(hidden > 0 && weight_hh.size(0) == 4 * hidden, "vae_decode: weight_hh must be [4H, H], got ", weight_hh.sizes());
-  TORCH_CHECK(latent_weight.size(0) == hidden && latent_weight.size(1) == latent_size,
-              "vae_decode: latent_weight must be [H, d] = [", hidden, ", ", latent_size, "], got ", latent_weight.sizes());
-  TORCH_CHECK(latent_bias.size(0) == hidden, "vae_decode: latent_bias must be [H] = [", hidden, "], got ", latent_bias.sizes());
-  TORCH_CHECK(weight_out.size(0) == positions && weight_out.size(2) == hidden && max_vocab > 0,
-              "vae_decode: weight_out must be [T, V, H] with T = ", positions, ", H = ", hidden, ", got ", weight_out.sizes());
-  TORCH_CHECK(bias_out.size(0) == positions && bias_out.size(1) == max_vocab,
-              "vae_decode: bias_out must be [T, V] = [", positions, ", ", max_vocab, "], got ", bias_out.sizes());
-  TORCH_CHECK(budget_mask.size(0) == positions, "vae_decode: budget_mask must be [T] = [", positions, "], got ", budget_mask.sizes());
-  TORCH_CHECK(temperature > 0, "vae_decode: temperature must be > 0, got ", temperature);
-
+  TORCH_CHECK(z.device().is_cpu(), "vae_decode (cpu): z must be a CPU tensor, got ", z.device());
   const at::Tensor vocab = vocab_sizes.contiguous();
-  const int64_t* vocab_data = vocab.data_ptr<int64_t>();
-  int64_t vocab_total = 0;
-  for (int64_t t = 0; t < positions; ++t) {
-    TORCH_CHECK(vocab_data[t] >= 1 && vocab_data[t] <= max_vocab, "vae_decode: vocab_sizes[", t, "] = ", vocab_data[t],
-                " is outside [1, V = ", max_vocab, "] (V = weight_out.size(1))");
-    vocab_total += vocab_data[t];
-  }
-  TORCH_CHECK(input_table.size(0) == 1 + vocab_total && input_table.size(1) == 4 * hidden,
-              "vae_decode: input_table must be [1 + sum(vocab_sizes), 4H] = [", 1 + vocab_total, ", ", 4 * hidden, "], got ",
-              input_table.sizes());
+  const VaeDecodeSizes sizes = check_vae_decode_inputs(z, latent_weight, latent_bias, input_table, weight_hh, weight_out,
+                                                       bias_out, vocab_sizes, vocab, budget_mask, uniforms, temperature,
+                                                       greedy);
+  const int64_t num_rows = sizes.num_rows, positions = sizes.positions;
 
   at::Tensor random;
   if (!greedy) {
     if (uniforms.has_value()) {
-      check_cpu(*uniforms, "uniforms", at::kFloat, 2);
-      TORCH_CHECK(uniforms->size(0) == num_rows && uniforms->size(1) == positions, "vae_decode: uniforms must be [M, T] = [",
-                  num_rows, ", ", positions, "], got ", uniforms->sizes());
       random = uniforms->contiguous();
     } else {
       // The reference's torch.rand(M, T, generator=torch.Generator('cpu').manual_seed(seed)).
@@ -89,17 +54,17 @@ std::tuple<at::Tensor, at::Tensor> vae_decode_cpu(
   problem.weight_hh = weight_hh_c.data_ptr<float>();
   problem.weight_out = weight_out_c.data_ptr<float>();
   problem.bias_out = bias_out_c.data_ptr<float>();
-  problem.vocab_sizes = vocab_data;
+  problem.vocab_sizes = vocab.data_ptr<int64_t>();
   problem.budget_mask = budget_mask_c.data_ptr<bool>();
   problem.uniforms = greedy ? nullptr : random.data_ptr<float>();
   problem.budget_max = budget_max;
   problem.temperature = static_cast<float>(temperature);
   problem.greedy = greedy;
   problem.num_rows = num_rows;
-  problem.latent_size = latent_size;
-  problem.hidden = hidden;
+  problem.latent_size = sizes.latent_size;
+  problem.hidden = sizes.hidden;
   problem.positions = positions;
-  problem.max_vocab = max_vocab;
+  problem.max_vocab = sizes.max_vocab;
   problem.table_rows = input_table.size(0);
   problem.tokens = tokens.data_ptr<int64_t>();
   problem.log_prob = log_prob.data_ptr<float>();
