@@ -140,7 +140,12 @@ def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, 
         logger.debug("sampler gave %d of %d new architectures; the rest are uniform", len(found), n)
         universe = oracle.benchmark.universe
         order = torch.randperm(len(universe), generator=oracle.generator)
-        found = oracle.novel(torch.cat([found, universe[order]]), limit=n)
+        # in chunks: hashing the whole NB101-20k universe for one child cost 0.12 s per call
+        chunk = max(4 * n, 256)
+        for start in range(0, len(order), chunk):
+            found = oracle.novel(torch.cat([found, universe[order[start : start + chunk]]]), limit=n)
+            if len(found) >= n:
+                break
     return found
 
 
@@ -227,26 +232,29 @@ def spos_evolution(
 
 
 def regularized_evolution(
-    oracle: TabularOracle, population: int, sample_size: int, generator: torch.Generator
+    oracle: TabularOracle, population: int, sample_size: int, generator: torch.Generator, draw_rounds: int = 8
 ) -> None:
     """Aging evolution (Real et al. 2019) from a uniform population until the budget is spent.
 
     Each cycle samples `sample_size` members without replacement, mutates the one with the best
-    observed score (a child inside the universe), appends the child and removes the oldest
-    member. A child queried before costs nothing and keeps its first observation; the number of
-    cycles is capped at 50 x budget in case the population stops producing new architectures.
+    observed score into a never-queried child inside the universe, appends the child and removes
+    the oldest member. When `draw_rounds` rounds of mutations find no such child, the child is
+    drawn uniformly (as fill_with_new tops up every other method): in the sparse NAS-Bench-101-20k
+    universe the population otherwise closes in on a few dozen cells and stops spending its budget
+    (measured before this rule: 58-87 of 1000 queries, the curve then flat).
     """
     universe = oracle.benchmark.universe
     first = universe[torch.randperm(len(universe), generator=generator)]
     members = oracle.novel(first, limit=population)
     scores = oracle.query(members)
     alive = collections.deque(zip(members, scores.tolist()), maxlen=population)
-    for _ in range(50 * oracle.budget):
-        if oracle.remaining <= 0:
-            break
+    while oracle.remaining > 0:
         contestants = torch.randperm(len(alive), generator=generator)[:sample_size].tolist()
         parent = max((alive[i] for i in contestants), key=lambda member: member[1])[0]
-        child, found = mutate_within(oracle.benchmark, parent[None], generator)
-        if not bool(found[0]):
-            continue
+
+        def mutants(count: int) -> Tensor:
+            children, found = mutate_within(oracle.benchmark, parent[None].expand(count, -1), generator)
+            return children[found]
+
+        child = fill_with_new(oracle, mutants, 1, draw_rounds)
         alive.append((child[0], float(oracle.query(child)[0])))  # maxlen drops the oldest
