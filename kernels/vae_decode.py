@@ -70,13 +70,13 @@ def _configs() -> list[triton.Config]:
 
 
 def _prune_configs(configs: list[triton.Config], named_args: dict, **kwargs: object) -> list[triton.Config]:
-    """Drop blocks whose per-program state exceeds 8192 floats per tile (H=256: BLOCK_M <= 32).
-
-    Beyond that the six [BLOCK_M, HIDDEN_TILE] float32 tiles need over 255 registers per thread
-    at 4 warps and spill; compiling such configs only costs autotuning time.
-    """
+    """Drop blocks whose six [BLOCK_M, HIDDEN_TILE] float32 tiles (h, c and the four gates) need
+    more than ~160 registers per thread (H = 256: only BLOCK_M 16 at 8 warps stays)."""
     hidden_tile = _tile(named_args["hidden"])
-    kept = [config for config in configs if config.kwargs["BLOCK_M"] * hidden_tile <= 8192]
+    kept = [
+        config for config in configs
+        if config.kwargs["BLOCK_M"] * hidden_tile * 6 <= 160 * 32 * config.num_warps
+    ]
     return kept or configs[:1]
 
 
@@ -102,14 +102,15 @@ def _gate_product(h_chunk, weight_hh_ptr, gate: tl.constexpr, k_start, hidden, k
 
 
 @triton.autotune(
-    configs=_configs(), key=["hidden", "num_rows"], prune_configs_by={"early_config_prune": _prune_configs}
+    # not keyed on num_rows: every new M would re-run the tuning (4 configs, timed with repeats)
+    configs=_configs(), key=["hidden", "latent", "max_vocab"], prune_configs_by={"early_config_prune": _prune_configs}
 )
 @triton.jit
 def _vae_decode_kernel(
     z_ptr, latent_weight_ptr, latent_bias_ptr, input_table_ptr, weight_hh_ptr, weight_out_ptr,
     bias_out_ptr, vocab_sizes_ptr, offsets_ptr, budget_mask_ptr, uniforms_ptr, tokens_ptr, log_prob_ptr,
     h_buffer_ptr,
-    num_rows, latent, hidden, max_vocab, positions, budget_max, inverse_temperature, seed,
+    num_rows, latent, hidden, max_vocab, positions, budget_max, temperature, seed,
     LATENT_TILE: tl.constexpr, HIDDEN_TILE: tl.constexpr, VOCAB_TILE: tl.constexpr,
     BLOCK_K: tl.constexpr, GREEDY: tl.constexpr, GIVEN_UNIFORMS: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
@@ -177,7 +178,7 @@ def _vae_decode_kernel(
         allowed = (vocab[None, :] < vocab_size) & ~(exhausted[:, None] & (vocab[None, :] != 0))
 
         # log_softmax over the allowed tokens; token 0 is always allowed, so the maximum is finite.
-        scaled = tl.where(allowed, logits * inverse_temperature, float("-inf"))
+        scaled = tl.where(allowed, logits / temperature, float("-inf"))  # a division, as the reference
         maximum = tl.max(scaled, axis=1)
         shifted = scaled - maximum[:, None]
         log_p = shifted - tl.log(tl.sum(tl.exp(shifted), axis=1))[:, None]
@@ -243,7 +244,7 @@ def _vae_decode_op(
         weight_hh.contiguous(), weight_out.contiguous(), bias_out.contiguous(),
         vocab_sizes.to(torch.int32), token_offsets(vocab_sizes).to(torch.int32), budget_mask.to(torch.int32),
         uniforms_arg, tokens, log_prob, h_buffer,
-        num_rows, latent, hidden, max_vocab, positions, budget_max, 1.0 / temperature, seed,
+        num_rows, latent, hidden, max_vocab, positions, budget_max, temperature, seed,
         LATENT_TILE=_tile(latent), HIDDEN_TILE=hidden_tile, VOCAB_TILE=_tile(max_vocab),
         BLOCK_K=min(hidden_tile, MAX_BLOCK_K),
         GREEDY=greedy, GIVEN_UNIFORMS=given_uniforms,
