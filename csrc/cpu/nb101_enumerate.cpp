@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "kernels/nb101_enumerate.h"
+#include "message_text.h"
 
 namespace vaenas {
 
@@ -23,8 +24,9 @@ at::Tensor to_tensor(const std::vector<T>& values, at::IntArrayRef shape, at::Sc
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> nb101_enumerate_cpu(int64_t max_vertices,
                                                                                int64_t max_edges) {
   TORCH_CHECK(max_vertices >= 2 && max_vertices <= kernels::kNb101MaxVertices,
-              "nb101_enumerate: max_vertices must be in [2, ", kernels::kNb101MaxVertices, "], got ", max_vertices);
-  TORCH_CHECK(max_edges >= 0 && max_edges <= 21, "nb101_enumerate: max_edges must be in [0, 21], got ", max_edges);
+              "nb101_enumerate: max_vertices must be in [2, ", text(int64_t(kernels::kNb101MaxVertices)), "], got ",
+              text(max_vertices));
+  TORCH_CHECK(max_edges >= 0 && max_edges <= 21, "nb101_enumerate: max_edges must be in [0, 21], got ", text(max_edges));
   const kernels::Nb101Cells cells = kernels::nb101_enumerate(int(max_vertices), int(max_edges));
   const int64_t count = cells.size();
   constexpr int64_t V = kernels::kNb101MaxVertices;
@@ -39,8 +41,8 @@ at::Tensor nb101_hash_cpu(const at::Tensor& archs) {
   TORCH_CHECK(archs.device().is_cpu(), "nb101_hash: archs must be a CPU tensor, got one on ", archs.device());
   TORCH_CHECK(archs.scalar_type() == at::kLong, "nb101_hash: archs must be int64 (LongTensor), got ",
               archs.scalar_type());
-  TORCH_CHECK(archs.dim() == 2 && archs.size(1) == T, "nb101_hash: archs must be [N, ", T, "], got ",
-              archs.sizes());
+  TORCH_CHECK(archs.dim() == 2 && archs.size(1) == T, "nb101_hash: archs must be [N, ", text(T), "], got ",
+              text(archs.sizes()));
   const at::Tensor tokens = archs.contiguous();
   const int64_t count = tokens.size(0);
   const int64_t* data = tokens.const_data_ptr<int64_t>();
@@ -50,8 +52,8 @@ at::Tensor nb101_hash_cpu(const at::Tensor& archs) {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t token = data[row * T + t];
       const int64_t vocab = t < E ? 2 : kernels::kNb101NumOps;
-      TORCH_CHECK(token >= 0 && token < vocab, "nb101_hash: row ", row, ", token ", t, " (",
-                  t < E ? "an edge bit" : "an op label", ") is ", token, ", expected 0..", vocab - 1);
+      TORCH_CHECK(token >= 0 && token < vocab, "nb101_hash: row ", text(row), ", token ", text(t), " (",
+                  t < E ? "an edge bit" : "an op label", ") is ", text(token), ", expected 0..", text(vocab - 1));
     }
   }
   at::Tensor fingerprints = at::empty({count, 16}, tokens.options().dtype(at::kByte));

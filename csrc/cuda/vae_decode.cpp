@@ -16,6 +16,7 @@
 
 #include "kernels/vae_decode_cuda.cuh"
 #include "vae_decode_checks.h"
+#include "message_text.h"
 
 namespace vaenas {
 namespace {
@@ -32,7 +33,8 @@ std::tuple<at::Tensor, at::Tensor> vae_decode_cuda(
                                                        bias_out, vocab_sizes, vocab_sizes.cpu(), budget_mask, uniforms,
                                                        temperature, greedy);
   TORCH_CHECK(sizes.max_vocab <= kernels::kVaeDecodeCudaMaxVocab, "vae_decode (cuda): at most ",
-              kernels::kVaeDecodeCudaMaxVocab, " tokens per position (one warp lane each), got V = ", sizes.max_vocab);
+              text(int64_t(kernels::kVaeDecodeCudaMaxVocab)), " tokens per position (one warp lane each), got V = ",
+              text(sizes.max_vocab));
   const c10::cuda::CUDAGuard device_guard(z.device());
   const int64_t num_rows = sizes.num_rows, positions = sizes.positions, hidden = sizes.hidden;
   at::Tensor given;
@@ -71,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor> vae_decode_cuda(
   problem.log_prob = log_prob.data_ptr<float>();
 
   const cudaError_t error = kernels::vae_decode_cuda(problem, c10::cuda::getCurrentCUDAStream());  // = at::cuda::getCurrentCUDAStream
-  TORCH_CHECK(error != cudaErrorInvalidValue, "vae_decode (cuda): hidden size H = ", hidden,
+  TORCH_CHECK(error != cudaErrorInvalidValue, "vae_decode (cuda): hidden size H = ", text(hidden),
               " is too large: the recurrent state of 8 rows (3 x 8 x H floats) must fit in shared memory");
   C10_CUDA_CHECK(error);
   return {tokens, log_prob};
