@@ -137,6 +137,16 @@ class SearchSpace(abc.ABC):
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
         """The standalone network of one architecture, for retraining."""
 
+    #: defaults of build_child's options, set by spaces whose children take any
+    child_options: dict[str, Any] = {}
+
+    def child_settings(self, options: dict[str, Any]) -> dict[str, Any]:
+        """child_options overridden by `options`; ValueError naming any unknown option."""
+        unknown = set(options) - set(self.child_options)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown child options {sorted(unknown)}; known: {sorted(self.child_options)}")
+        return {**self.child_options, **options}
+
     @abc.abstractmethod
     def example_input(self, batch_size: int = 1) -> Tensor:
         """A random input of the child networks' resolution, for FLOP counting."""

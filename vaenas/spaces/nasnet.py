@@ -387,11 +387,7 @@ class NASNetSpace(SearchSpace):
     # --- child networks -----------------------------------------------------------------------
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
         """NASNetCIFAR of arch [28]; options override the space's C, layers, num_classes, auxiliary."""
-        unknown = set(options) - set(self.child_options)
-        if unknown:
-            known = sorted(self.child_options)
-            raise ValueError(f"{self.name}: unknown child options {sorted(unknown)}; known: {known}")
-        settings = {**self.child_options, **options}
+        settings = self.child_settings(options)
         tokens = self.validate(arch).tolist()
         return NASNetCIFAR(
             tokens, settings["C"], settings["layers"], settings["num_classes"], bool(settings["auxiliary"])

@@ -192,11 +192,7 @@ class ShuffleNetSpace(SearchSpace):
 
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
         """ShuffleNetChild of arch [20]; options override the space's num_classes, width, dropout."""
-        unknown = set(options) - set(self.child_options)
-        if unknown:
-            known = sorted(self.child_options)
-            raise ValueError(f"{self.name}: unknown child options {sorted(unknown)}; known: {known}")
-        settings = {**self.child_options, **options}
+        settings = self.child_settings(options)
         tokens = self.validate(arch).tolist()
         return ShuffleNetChild(tokens, settings["num_classes"], float(settings["width"]), float(settings["dropout"]))
 
