@@ -17,6 +17,7 @@ import torch
 from vaenas import _extension
 from vaenas.ops import DecodeConstraints, DecoderWeights, reference, vae_decode
 from vaenas.ops._dispatch import BACKENDS as BACKEND_INFO
+from vaenas.spaces import SPACE_NAMES, get_space
 
 # The C++ kernels behind torch.ops.vaenas.vae_decode (opcheck and input checks are theirs).
 OP_BACKENDS = [
@@ -27,13 +28,8 @@ OP_BACKENDS = [
 # pytest.param("triton", id="triton", marks=pytest.mark.triton) to run these tests on Triton.
 BACKENDS = [*OP_BACKENDS]
 
-# (vocab_sizes, number of leading budget positions, budget_max) of the four spaces (DESIGN §3).
-SPACES = {
-    "nasbench101": ((2,) * 21 + (3,) * 5, 21, 9),
-    "nasbench201": ((5,) * 6, 0, -1),
-    "nasnet": ((8,) * 28, 0, -1),
-    "shufflenet": ((4,) * 20, 0, -1),
-}
+# The four spaces' layouts (DESIGN §3): their own decode_constraints(), NB101's edge budget included.
+SPACES = {name: get_space(name).decode_constraints() for name in SPACE_NAMES}
 LATENT = 16
 
 
@@ -57,7 +53,8 @@ def generator(request: pytest.FixtureRequest) -> torch.Generator:
 
 def make_decoder(space: str, hidden: int, generator: torch.Generator) -> tuple[DecoderWeights, DecodeConstraints]:
     """Random decoder weights scaled so that gates and logits are O(1): neither saturated nor flat."""
-    vocab, budget_positions, budget_max = SPACES[space]
+    constraints = SPACES[space]
+    vocab = constraints.vocab_sizes.tolist()
     positions, max_vocab, table_rows = len(vocab), max(vocab), 1 + sum(vocab)
 
     def randn(*shape: int, scale: float) -> torch.Tensor:
@@ -71,8 +68,7 @@ def make_decoder(space: str, hidden: int, generator: torch.Generator) -> tuple[D
         weight_out=randn(positions, max_vocab, hidden, scale=3.0 * hidden**-0.5),
         bias_out=randn(positions, max_vocab, scale=0.5),
     )
-    budget_mask = torch.arange(positions) < budget_positions
-    return weights, DecodeConstraints(torch.tensor(vocab), budget_mask, budget_max)
+    return weights, constraints
 
 
 def weights_to(weights: DecoderWeights, device: torch.device) -> DecoderWeights:
@@ -111,7 +107,7 @@ def test_matches_reference(backend, space, rows, hidden, greedy, generator):
     device = backend_device(backend)
     weights, constraints = make_decoder(space, hidden, generator)
     z = torch.randn(rows, LATENT, generator=generator)
-    uniforms = None if greedy else torch.rand(rows, len(SPACES[space][0]), generator=generator)
+    uniforms = None if greedy else torch.rand(rows, len(SPACES[space].vocab_sizes), generator=generator)
     temperature = 0.9
     expected = reference.vae_decode(*op_arguments(z, weights, constraints, uniforms, temperature, greedy))
     tokens, log_prob = vae_decode(

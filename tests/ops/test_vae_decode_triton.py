@@ -15,19 +15,15 @@ import torch
 
 from vaenas.ops import DecodeConstraints, DecoderWeights, reference, vae_decode
 from vaenas.ops._dispatch import triton_interpreted
+from vaenas.spaces import SPACE_NAMES, get_space
 
 pytest.importorskip("triton")
 from vaenas.kernels.vae_decode import vae_decode_triton  # noqa: E402  (after the skip)
 
 pytestmark = pytest.mark.triton
 
-# (vocab_sizes, number of leading budget positions, budget_max) of the four spaces (DESIGN §3).
-SPACES = {
-    "nasbench101": ((2,) * 21 + (3,) * 5, 21, 9),
-    "nasbench201": ((5,) * 6, 0, -1),
-    "nasnet": ((8,) * 28, 0, -1),
-    "shufflenet": ((4,) * 20, 0, -1),
-}
+# The four spaces' layouts (DESIGN §3): their own decode_constraints(), NB101's edge budget included.
+SPACES = {name: get_space(name).decode_constraints() for name in SPACE_NAMES}
 LATENT = 16
 
 
@@ -49,7 +45,8 @@ def generator(request: pytest.FixtureRequest) -> torch.Generator:
 def make_decoder(space: str, hidden: int, generator: torch.Generator, device: torch.device,
                  budget_max: int | None = None) -> tuple[DecoderWeights, DecodeConstraints]:
     """Random decoder weights scaled so that gates and logits are O(1): neither saturated nor flat."""
-    vocab, budget_positions, default_budget = SPACES[space]
+    layout = SPACES[space]
+    vocab = layout.vocab_sizes.tolist()
     positions, max_vocab, table_rows = len(vocab), max(vocab), 1 + sum(vocab)
 
     def randn(*shape: int, scale: float) -> torch.Tensor:
@@ -64,9 +61,8 @@ def make_decoder(space: str, hidden: int, generator: torch.Generator, device: to
         bias_out=randn(positions, max_vocab, scale=0.5),
     )
     constraints = DecodeConstraints(
-        torch.tensor(vocab, device=device),
-        torch.arange(positions, device=device) < budget_positions,
-        default_budget if budget_max is None else budget_max,
+        layout.vocab_sizes.to(device), layout.budget_mask.to(device),
+        layout.budget_max if budget_max is None else budget_max,
     )
     return weights, constraints
 
