@@ -153,6 +153,27 @@ def test_no_rows(backend, generator):
     assert tokens.shape == (0, 6) and log_prob.shape == (0,)
 
 
+@pytest.mark.parametrize("backend", ["reference", *BACKENDS])
+def test_every_backend_takes_any_floating_dtype_and_rejects_others(backend, generator):
+    """The wrapper's dtype contract: floating z, weights and uniforms are converted to float32, the
+    precision the op computes in; anything else is a ValueError, whichever backend runs."""
+    device = backend_device(backend)
+    weights, constraints = make_decoder("nasbench101", 32, generator)
+    z = torch.randn(67, LATENT, generator=generator, dtype=torch.float64)
+    uniforms = torch.rand(67, 26, generator=generator, dtype=torch.float64)
+    expected = vae_decode(z.float().to(device), weights_to(weights, device), constraints,
+                          uniforms=uniforms.float().to(device), backend=backend)
+    doubles = DecoderWeights(**{name: getattr(weights, name).double().to(device) for name in weights.__dataclass_fields__})
+    for dtype in (torch.float64, torch.float16):
+        tokens, log_prob = vae_decode(z.to(device, dtype), doubles, constraints, uniforms=uniforms.to(device),
+                                      backend=backend)
+        assert tokens.dtype == torch.int64 and log_prob.dtype == torch.float32
+        if dtype == torch.float64:  # float16 z is rounded before the conversion
+            assert torch.equal(tokens, expected[0]) and torch.equal(log_prob, expected[1])
+    with pytest.raises(ValueError, match="z must be a floating-point tensor, got torch.int64"):
+        vae_decode(z.long().to(device), weights, constraints, greedy=True, backend=backend)
+
+
 @pytest.mark.parametrize("backend", OP_BACKENDS)
 @pytest.mark.parametrize("greedy", [True, False])
 def test_opcheck(backend, greedy, generator):

@@ -6,6 +6,7 @@ The specification is vaenas.ops.reference.vae_decode. Backends: reference (pure 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +36,8 @@ if _extension.available():  # the schema exists only once vaenas._C is loaded
 
 @dataclass(frozen=True)
 class DecoderWeights:
-    """The decoder's parameters in the form the op takes (see reference.vae_decode for shapes)."""
+    """The decoder's parameters in the form the op takes, fields in the op's argument order (see
+    reference.vae_decode for shapes)."""
 
     latent_weight: Tensor  # [H, d]
     latent_bias: Tensor  # [H]
@@ -43,6 +45,15 @@ class DecoderWeights:
     weight_hh: Tensor  # [4H, H]
     weight_out: Tensor  # [T, V, H]
     bias_out: Tensor  # [T, V]
+
+
+def _as_float32(name: str, tensor: Tensor | None) -> Tensor | None:
+    """tensor as float32 (None stays None); ValueError naming it unless its dtype is floating."""
+    if tensor is None:
+        return None
+    if not tensor.dtype.is_floating_point:
+        raise ValueError(f"vae_decode: {name} must be a floating-point tensor, got {tensor.dtype}")
+    return tensor.float()
 
 
 def vae_decode(
@@ -60,6 +71,10 @@ def vae_decode(
 
     Sampled decode draws its randomness from `uniforms` [M, T] when given (every backend then
     returns the same tokens), else from `seed`. `backend` forces one backend (DESIGN §2).
+
+    Dtypes, the same for every backend: the op computes in float32, so z, the weights and
+    uniforms may have any floating dtype and are converted to float32 here (a float64 z gives
+    exactly what z.float() gives); any of them with another dtype is a ValueError that names it.
     """
     if z.dim() != 2:
         raise ValueError(f"z must be [M, d], got shape {tuple(z.shape)}")
@@ -71,10 +86,12 @@ def vae_decode(
         )
     chosen = choose_backend("vae_decode", z.device, backend, IMPLEMENTED_BACKENDS)
     constraints = constraints.to(z.device)
+    # The reference converts on its own and the C++ kernels reject anything but float32; doing it
+    # here gives every backend one contract (.float() of a float32 tensor is a no-op).
+    decoder = [_as_float32(field.name, getattr(weights, field.name)) for field in dataclasses.fields(weights)]
     arguments = (
-        z, weights.latent_weight, weights.latent_bias, weights.input_table, weights.weight_hh,
-        weights.weight_out, weights.bias_out, constraints.vocab_sizes, constraints.budget_mask,
-        constraints.budget_max, uniforms, float(temperature), bool(greedy), int(seed),
+        _as_float32("z", z), *decoder, constraints.vocab_sizes, constraints.budget_mask, constraints.budget_max,
+        _as_float32("uniforms", uniforms), float(temperature), bool(greedy), int(seed),
     )
     if chosen == "reference":
         return reference.vae_decode(*arguments)
