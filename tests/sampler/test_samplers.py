@@ -91,3 +91,11 @@ def test_quality_metrics_are_fractions_and_measure_what_they_say(nb201_space, nb
     untrained = VAESampler(nb201_space, seed=2)
     fresh = quality_metrics(untrained, train, train, n_prior=500, generator=generator)
     assert fresh["reconstruction"] < 0.2 and fresh["uniqueness"] > 0.7 and fresh["novelty"] > 0.9
+
+
+def test_mixture_rejects_a_start_epsilon_above_its_cap(nb201_space):
+    # step() would silently lower such an ε to the cap (0.5 -> 0.2)
+    with pytest.raises(ValueError, match="epsilon 0.5 exceeds epsilon_max 0.2"):
+        MixtureSampler(UniformSampler(nb201_space), ConstantVAE(nb201_space), epsilon=0.5, epsilon_max=0.2)
+    mixture = MixtureSampler(UniformSampler(nb201_space), ConstantVAE(nb201_space), epsilon=0.2, epsilon_max=0.2)
+    assert mixture.step() == 0.2

@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 class MixtureSampler:
     """Each row comes from the VAE with probability ε, else from the uniform sampler.
 
-    ε starts at `epsilon` and step() raises it by `epsilon_inc`, capped at `epsilon_max`.
+    ε starts at `epsilon` and step() raises it by `epsilon_inc`, capped at `epsilon_max`;
+    ValueError if epsilon > epsilon_max.
     After sample(), `last_from_vae` (BoolTensor[n]) says which rows the VAE produced.
     """
 
@@ -30,16 +31,22 @@ class MixtureSampler:
         epsilon_inc: float = 0.1,
         epsilon_max: float = 1.0,
     ) -> None:
+        if uniform.space.name != vae.space.name:
+            raise ValueError(f"the samplers cover different spaces: {uniform.space.name} and {vae.space.name}")
+        self.uniform, self.vae = uniform, vae
+        self._set_schedule(epsilon, epsilon_inc, epsilon_max)
+        self.last_from_vae = torch.zeros(0, dtype=torch.bool)
+
+    def _set_schedule(self, epsilon: float, epsilon_inc: float, epsilon_max: float) -> None:
         for name, value in (("epsilon", epsilon), ("epsilon_max", epsilon_max)):
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {value}")
         if epsilon_inc < 0:
             raise ValueError(f"epsilon_inc must be >= 0, got {epsilon_inc}")
-        if uniform.space.name != vae.space.name:
-            raise ValueError(f"the samplers cover different spaces: {uniform.space.name} and {vae.space.name}")
-        self.uniform, self.vae = uniform, vae
+        # step() would silently lower such an ε to the cap: a schedule that decreases is a mistake
+        if epsilon > epsilon_max:
+            raise ValueError(f"epsilon {epsilon:g} exceeds epsilon_max {epsilon_max:g}: ε starts at or below its cap")
         self.epsilon, self.epsilon_inc, self.epsilon_max = float(epsilon), float(epsilon_inc), float(epsilon_max)
-        self.last_from_vae = torch.zeros(0, dtype=torch.bool)
 
     @property
     def space(self) -> SearchSpace:
@@ -77,6 +84,4 @@ class MixtureSampler:
         return {"epsilon": self.epsilon, "epsilon_inc": self.epsilon_inc, "epsilon_max": self.epsilon_max}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epsilon = float(state["epsilon"])
-        self.epsilon_inc = float(state["epsilon_inc"])
-        self.epsilon_max = float(state["epsilon_max"])
+        self._set_schedule(float(state["epsilon"]), float(state["epsilon_inc"]), float(state["epsilon_max"]))
