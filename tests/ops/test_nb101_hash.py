@@ -17,8 +17,8 @@ from vaenas.spaces import nasbench101_graph as graph
 
 pytestmark = pytest.mark.skipif(not _extension.available(), reason="vaenas._C is not built")
 
-# The 1,000 published cells, in ../shared/data beside the repository (as tests/spaces/test_nasbench101.py).
-SPECS_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "nasbench101" / "nb101_1k_with_specs.csv.gz"
+# The 1,000 published cells, committed in tests/fixtures (source and licence: tests/fixtures/NOTICE).
+SPECS_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "nb101_1k_with_specs.csv.gz"
 
 
 @pytest.fixture

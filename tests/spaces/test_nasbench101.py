@@ -18,9 +18,9 @@ from vaenas.spaces import get_space
 from vaenas.spaces import nasbench101 as nb101
 from vaenas.spaces import nasbench101_graph as graph
 
-# The 1,000 cells with structure, hash and parameter count, in ../shared/data beside the
-# repository (the CI clone has it too; see its README.md).
-SPECS_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "nasbench101" / "nb101_1k_with_specs.csv.gz"
+# The 1,000 cells with structure, hash and parameter count, committed in tests/fixtures
+# (source and licence: tests/fixtures/NOTICE).
+SPECS_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "nb101_1k_with_specs.csv.gz"
 SAMPLE_FILE = Path(vaenas.groundtruth.__file__).parent / "nb101_sample20k_by_hash.csv.gz"
 
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import vaenas.groundtruth
 from vaenas.spaces import get_space
 from vaenas.spaces.nasbench201 import EDGES, OPS, NASBench201Space
 
-# ../shared/data beside the repository (the CI clone has it too).
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "nasbench201" / "nb201_test_acc_200ep.csv.gz"
+# The packaged table (source and licence: vaenas/groundtruth/NOTICE).
+DATA = Path(vaenas.groundtruth.__file__).parent / "nb201_test_acc_200ep.csv.gz"
 BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|"
 
 
@@ -29,7 +30,7 @@ def rows():
 
 @pytest.fixture(scope="module")
 def space():
-    return NASBench201Space(index_file=DATA) if DATA.is_file() else NASBench201Space()
+    return NASBench201Space(index_file=DATA)
 
 
 def test_registry_and_protocol(space):

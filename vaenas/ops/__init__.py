@@ -4,7 +4,11 @@ Loops and modules call these functions; each dispatches to the fastest available
 tensors' device, overridable with `backend=` or VAENAS_BACKEND.
 """
 
+from vaenas.ops.grouped import route, segmented_batch_norm
 from vaenas.ops.nb101_enumerate import NB101Cells, nb101_enumerate, nb101_hash
 from vaenas.ops.vae_decode import DecodeConstraints, DecoderWeights, vae_decode
 
-__all__ = ["DecodeConstraints", "DecoderWeights", "NB101Cells", "nb101_enumerate", "nb101_hash", "vae_decode"]
+__all__ = [
+    "DecodeConstraints", "DecoderWeights", "NB101Cells", "nb101_enumerate", "nb101_hash", "route", "segmented_batch_norm",
+    "vae_decode",
+]

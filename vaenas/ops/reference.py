@@ -104,3 +104,56 @@ def vae_decode(
             budget_used += (token != 0).long()
         row = 1 + offsets[t] + token
     return tokens, log_prob
+
+
+# --- grouped supernet forward (DESIGN §4, op family 2) ------------------------------------------
+
+
+def segmented_batch_norm(
+    x: Tensor,
+    num_segments: int,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    eps: float,
+    mean: Tensor | None = None,
+    var: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch norm of a batch made of `num_segments` equal consecutive segments, each on its own.
+
+    x [S*b, C, *spatial]; weight, bias [C] or None (no affine). Without `mean`/`var`: each segment
+    is normalised with its own batch statistics (biased variance, as nn.BatchNorm2d in training);
+    with `mean`, `var` [S, C]: with those (evaluation). Statistics are computed in float32 for
+    half-precision x, else in x's dtype; y has x's dtype. Returns (y like x, mean [S, C], var [S, C]).
+    Equivalent to torch.cat([F.batch_norm(x_s, None, None, weight, bias, True, 0., eps) for x_s
+    in x.chunk(S)]) when no statistics are given.
+    """
+    if x.shape[0] % num_segments:
+        raise ValueError(f"a batch of {x.shape[0]} rows does not split into {num_segments} equal segments")
+    compute = torch.promote_types(x.dtype, torch.float32)  # float32 for bf16/fp16 inputs
+    segments = x.unflatten(0, (num_segments, x.shape[0] // num_segments)).to(compute)  # [S, b, C, *]
+    reduce = [1] + list(range(3, segments.dim()))
+    if mean is None or var is None:
+        var, mean = torch.var_mean(segments, dim=reduce, unbiased=False)  # [S, C]
+    shape = (num_segments, 1, -1) + (1,) * (segments.dim() - 3)  # broadcast [S, C] over [S, b, C, *]
+    y = (segments - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps)
+    if weight is not None:
+        y = y * weight.to(compute).view(1, 1, -1, *([1] * (segments.dim() - 3)))
+    if bias is not None:
+        y = y + bias.to(compute).view(1, 1, -1, *([1] * (segments.dim() - 3)))
+    return y.flatten(0, 1).to(x.dtype), mean, var
+
+
+def gather_segments(x: Tensor, positions: Tensor, num_segments: int) -> Tensor:
+    """The rows of the segments at `positions` [s] of x [S*b, *], concatenated: [s*b, *]."""
+    return x.unflatten(0, (num_segments, x.shape[0] // num_segments)).index_select(0, positions).flatten(0, 1)
+
+
+def scatter_segments(parts: list[Tensor], positions: list[Tensor], num_segments: int) -> Tensor:
+    """Inverse of gather_segments over a partition: parts[k] [s_k*b, *] holds the segments at
+    positions[k]; the positions of all parts cover 0..S-1 exactly once. Returns [S*b, *] with
+    segment p taken from the part that holds it."""
+    order = torch.cat(positions)
+    inverse = torch.empty_like(order)
+    inverse[order] = torch.arange(len(order), device=order.device)
+    stacked = torch.cat([part.unflatten(0, (len(pos), -1)) for part, pos in zip(parts, positions)])
+    return stacked.index_select(0, inverse).flatten(0, 1)

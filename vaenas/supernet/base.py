@@ -1,0 +1,235 @@
+"""What every supernet shares: the G-group forward contract, segmented batch norm, recalibration.
+
+The contract (DESIGN §4): `supernet(images, archs)` takes archs LongTensor[G, T] (on the CPU) and
+images [G*b, C, H, W] made of G equal consecutive groups; group g runs archs[g]. Inside, a tensor
+carries S <= G segments and `segments` (LongTensor[S], CPU) names the global group of each: at a
+choice point every candidate runs once on the segments that chose it (vaenas.ops.route), and every
+batch norm normalises each segment with its own statistics (SegmentedBatchNorm2d), so group g's
+output is what a G = 1 forward of archs[g] on its rows gives.
+
+Modules that need `segments` implement `TakesSegments` (forward(x, segments)); SegmentedSequential
+passes it to them and calls every other module as module(x).
+
+Batch-norm statistics for evaluation (SPOS): `recalibrate(supernet, num_groups)` is a context in
+which every SegmentedBatchNorm2d normalises with batch statistics and accumulates, per group, the
+exact mean and (biased) variance of everything it sees; on exit those become the group statistics
+that eval-mode forwards use for the segments they carry. An architecture's statistics therefore
+depend only on the recalibration images and the weights, not on G or on its batch mates.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vaenas import ops
+from vaenas.spaces.base import SearchSpace
+
+
+class TakesSegments:
+    """Marker: the module's forward is forward(x, segments) (see the module docstring)."""
+
+
+def call(module: nn.Module, x: Tensor, segments: Tensor) -> Tensor:
+    """module(x, segments) for a TakesSegments module, module(x) for any other."""
+    return module(x, segments) if isinstance(module, TakesSegments) else module(x)
+
+
+class SegmentedSequential(TakesSegments, nn.Sequential):
+    """nn.Sequential that hands `segments` to the modules that take it (same state_dict keys)."""
+
+    def forward(self, x: Tensor, segments: Tensor) -> Tensor:  # type: ignore[override]
+        for module in self:
+            x = call(module, x, segments)
+        return x
+
+
+class _GroupMoments:
+    """Exact per-group sums of the batch statistics seen during a recalibration (float64)."""
+
+    def __init__(self, num_groups: int, channels: int, device: torch.device) -> None:
+        self.mean_sum = torch.zeros(num_groups, channels, dtype=torch.float64, device=device)
+        self.square_sum = torch.zeros_like(self.mean_sum)  # sum of E_batch[x^2]
+        self.batches = torch.zeros(num_groups, dtype=torch.float64, device=device)
+
+    def add(self, segments: Tensor, mean: Tensor, var: Tensor) -> None:
+        index = segments.to(self.mean_sum.device)
+        mean, var = mean.double(), var.double()
+        self.mean_sum.index_add_(0, index, mean)
+        self.square_sum.index_add_(0, index, var + mean * mean)
+        self.batches.index_add_(0, index, torch.ones(len(index), dtype=torch.float64, device=index.device))
+
+    def finish(self, fallback_mean: Tensor, fallback_var: Tensor) -> tuple[Tensor, Tensor]:
+        """(mean [G, C], var [G, C]) in the dtype of the running statistics: the exact average over every recalibration batch of a
+        group (batches have equal sizes, so the average of batch moments is the moment of the
+        union); groups that never reached this layer get the running statistics."""
+        seen = self.batches > 0
+        count = self.batches.clamp(min=1)[:, None]
+        mean = self.mean_sum / count
+        var = (self.square_sum / count - mean * mean).clamp(min=0)
+        mean = torch.where(seen[:, None], mean, fallback_mean.double()[None])
+        var = torch.where(seen[:, None], var, fallback_var.double()[None])
+        return mean.to(fallback_mean.dtype), var.to(fallback_var.dtype)
+
+
+class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
+    """nn.BatchNorm2d for a batch of segments (same parameters, buffers and state_dict keys).
+
+    - training: each segment normalised with its own batch statistics; the running statistics
+      (kept only as nn.BatchNorm2d keeps them; evaluation recalibrates) move by the average of
+      the segments' statistics;
+    - inside `recalibrate`: batch statistics per segment, accumulated per group;
+    - eval: the group statistics of the last recalibration for the segments' groups, or the
+      running statistics when there are none.
+    """
+
+    def __init__(self, num_features: int, **options: Any) -> None:
+        super().__init__(num_features, **options)
+        self._moments: _GroupMoments | None = None
+        self.group_mean: Tensor | None = None  # [G, C] after a recalibration
+        self.group_var: Tensor | None = None
+
+    def forward(self, x: Tensor, segments: Tensor) -> Tensor:  # type: ignore[override]
+        num_segments = len(segments)
+        if self._moments is not None:
+            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
+            self._moments.add(segments, mean, var)
+            return y
+        if self.training or not self.track_running_stats:
+            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
+            if self.training and self.track_running_stats:
+                self._update_running_statistics(mean, var, x.numel() // (num_segments * x.shape[1]))
+            return y
+        if self.group_mean is not None:
+            if int(segments.max()) >= len(self.group_mean):
+                raise RuntimeError(
+                    f"segment group {int(segments.max())} has no recalibrated statistics "
+                    f"(the last recalibration had {len(self.group_mean)} groups)"
+                )
+            index = segments.to(self.group_mean.device)
+            mean, var = self.group_mean.index_select(0, index), self.group_var.index_select(0, index)
+        else:
+            mean = self.running_mean[None].expand(num_segments, -1)
+            var = self.running_var[None].expand(num_segments, -1)
+        return ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps, mean, var)[0]
+
+    @torch.no_grad()
+    def _update_running_statistics(self, mean: Tensor, var: Tensor, count: int) -> None:
+        """nn.BatchNorm2d's momentum update (unbiased variance) from the segments' average."""
+        self.num_batches_tracked.add_(1)
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        unbiased = var.mean(0) * (count / max(count - 1, 1))
+        self.running_mean.lerp_(mean.mean(0).to(self.running_mean.dtype), momentum)
+        self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+
+    def start_recalibration(self, num_groups: int) -> None:
+        self._moments = _GroupMoments(num_groups, self.num_features, self.weight.device if self.affine else self.running_mean.device)
+
+    def finish_recalibration(self) -> None:
+        assert self._moments is not None
+        self.group_mean, self.group_var = self._moments.finish(self.running_mean, self.running_var)
+        self._moments = None
+
+    def clear_group_statistics(self) -> None:
+        self.group_mean = self.group_var = None
+
+
+def segmented_batch_norms(module: nn.Module) -> Iterator[SegmentedBatchNorm2d]:
+    return (m for m in module.modules() if isinstance(m, SegmentedBatchNorm2d))
+
+
+@contextlib.contextmanager
+def recalibrate(supernet: nn.Module, num_groups: int) -> Iterator[None]:
+    """Recalibrate the batch-norm statistics of `num_groups` groups (SPOS evaluation).
+
+    Inside: forward the recalibration images (replicated per group) with archs [num_groups, T];
+    the supernet is in eval mode (no dropout) and under no_grad. On exit every
+    SegmentedBatchNorm2d holds the exact mean and variance, per group, of all it saw, used by
+    eval-mode forwards until the next recalibration or clear_group_statistics().
+    """
+    was_training = supernet.training
+    supernet.eval()
+    norms = list(segmented_batch_norms(supernet))
+    for norm in norms:
+        norm.start_recalibration(num_groups)
+    try:
+        with torch.no_grad():
+            yield
+        for norm in norms:
+            norm.finish_recalibration()
+    finally:
+        for norm in norms:
+            norm._moments = None
+        supernet.train(was_training)
+
+
+def clear_group_statistics(supernet: nn.Module) -> None:
+    for norm in segmented_batch_norms(supernet):
+        norm.clear_group_statistics()
+
+
+def check_groups(images: Tensor, archs: Tensor, space: SearchSpace) -> tuple[Tensor, Tensor]:
+    """(archs LongTensor[G, T] on the CPU, checked by the space, segments arange(G)); ValueError
+    when the batch does not split into G equal groups."""
+    archs = space.check_tokens(archs.cpu() if isinstance(archs, Tensor) else archs)
+    if images.shape[0] % archs.shape[0]:
+        raise ValueError(f"a batch of {images.shape[0]} images does not split into {archs.shape[0]} equal groups")
+    return archs, torch.arange(archs.shape[0])
+
+
+class Supernet(nn.Module, abc.ABC):
+    """A weight-sharing network of one search space: forward(images, archs) -> logits [G*b, classes].
+
+    Subclasses build their modules from the space and implement `forward` and `export_child`.
+    """
+
+    space: SearchSpace
+    num_classes: int
+
+    @abc.abstractmethod
+    def forward(self, images: Tensor, archs: Tensor) -> Tensor:  # type: ignore[override]
+        """images [G*b, C, H, W], archs LongTensor[G, T] -> logits [G*b, num_classes]."""
+
+    @abc.abstractmethod
+    def export_child(self, arch: Tensor, group: int | None = None) -> nn.Module:
+        """The space's child network of arch [T] (space.build_child), its weights inherited from
+        the supernet; with `group`, its batch-norm running statistics are that group's
+        recalibrated ones (so child.eval() and the supernet's eval forward give the same logits)."""
+
+    def child_options(self) -> dict[str, Any]:
+        """The build_child options that give a child of this supernet's shape."""
+        return {}
+
+
+def copy_batch_norm(child: nn.BatchNorm2d, norm: SegmentedBatchNorm2d, group: int | None) -> None:
+    """Load a supernet batch norm into a child's: parameters, and running statistics from the
+    group's recalibrated ones when `group` is given (else the running statistics)."""
+    state = {k: v.clone() for k, v in norm.state_dict().items()}
+    if group is not None:
+        if norm.group_mean is None:
+            raise RuntimeError("export with group= needs a recalibration first")
+        state["running_mean"] = norm.group_mean[group].to(state["running_mean"].dtype).clone()
+        state["running_var"] = norm.group_var[group].to(state["running_var"].dtype).clone()
+    child.load_state_dict(state)
+
+
+def inherit_weights(child: nn.Module, source: nn.Module, group: int | None = None) -> None:
+    """Copy the weights of a supernet part into the child part built like it (the same module tree
+    with nn.BatchNorm2d where the supernet has SegmentedBatchNorm2d); see copy_batch_norm."""
+    pairs = list(zip(child.named_modules(), source.named_modules()))
+    if len(pairs) != len(list(child.modules())) or len(pairs) != len(list(source.modules())):
+        raise RuntimeError(f"{type(child).__name__} and {type(source).__name__} are not built alike")
+    for (name, target), (_, origin) in pairs:
+        if isinstance(origin, SegmentedBatchNorm2d):
+            copy_batch_norm(target, origin, group)
+        elif not isinstance(target, nn.BatchNorm2d):
+            own = {k: v.clone() for k, v in origin.state_dict().items() if "." not in k}
+            target.load_state_dict(own, strict=False)
+            missing = {k for k in target.state_dict() if "." not in k} - set(own)
+            if missing:
+                raise RuntimeError(f"child module {name!r} has {sorted(missing)} that the supernet lacks")
