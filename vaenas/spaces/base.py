@@ -83,6 +83,19 @@ class SearchSpace(abc.ABC):
     def is_valid(self, archs: Tensor) -> Tensor:
         """BoolTensor[N]: which rows of LongTensor[N, T] are valid architectures of the space."""
 
+    def check_valid(self, archs: Tensor, operation: str) -> Tensor:
+        """archs as LongTensor[N, T] (check_tokens); ValueError naming `operation`, the first
+        invalid row and why it is invalid, unless every row is a valid architecture."""
+        archs = self.check_tokens(archs)
+        valid = self.is_valid(archs)
+        if not bool(valid.all()):
+            row = int((~valid).nonzero()[0])
+            raise ValueError(
+                f"{self.name}: {operation} needs valid architectures; row {row} is not: "
+                f"{self.invalid_reason(archs[row])}"
+            )
+        return archs
+
     def validate(self, arch: Tensor) -> Tensor:
         """One architecture [T]; ValueError that names the problem if it is not valid."""
         arch = self.check_tokens(arch)

@@ -125,7 +125,7 @@ class NASBench101Space(SearchSpace):
         random op changes to one of the two other ops. A row whose edges admit no connected swap
         (e.g. the single edge 0->6) within the retries gets the op change instead.
         """
-        archs = self._check_valid(archs, "mutate")
+        archs = self.check_valid(archs, "mutate")
         n = archs.shape[0]
         children = archs.clone()
         move_edge = torch.rand(n, generator=generator) < self.edge_mutation_probability
@@ -159,8 +159,8 @@ class NASBench101Space(SearchSpace):
         dropped and another pair drawn. Pairs with no such (i, j), or none connected within the
         retries, keep a's edges. Ops: each op comes from a or b with probability 1/2.
         """
-        parents_a = self._check_valid(parents_a, "crossover")
-        parents_b = self._check_valid(parents_b, "crossover")
+        parents_a = self.check_valid(parents_a, "crossover")
+        parents_b = self.check_valid(parents_b, "crossover")
         if parents_a.shape != parents_b.shape:
             raise ValueError(
                 f"{self.name}: crossover needs parents of equal shape, got {tuple(parents_a.shape)} "
@@ -185,17 +185,6 @@ class NASBench101Space(SearchSpace):
             children[pending[connected]] = trial[connected]
             pending = pending[~connected]
         return children
-
-    def _check_valid(self, archs: Tensor, operation: str) -> Tensor:
-        archs = self.check_tokens(archs)
-        valid = self.is_valid(archs)
-        if not bool(valid.all()):
-            row = int((~valid).nonzero()[0])
-            raise ValueError(
-                f"{self.name}: {operation} needs valid architectures; row {row} is not: "
-                f"{self.invalid_reason(archs[row])}"
-            )
-        return archs
 
     # --- serialisation ------------------------------------------------------------------------
     def to_json(self, arch: Tensor) -> dict:
