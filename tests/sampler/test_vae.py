@@ -7,6 +7,7 @@ import torch
 
 from vaenas import ops
 from vaenas.sampler import ArchitectureVAE, UniformSampler, VAEConfig, VAESampler
+from vaenas.spaces import get_space
 from vaenas.spaces.base import DecodeConstraints
 
 BACKENDS = ["reference", None]  # None: the default choice, what VAESampler uses
@@ -209,3 +210,33 @@ def test_sample_accept_filter_and_exhaustion(nb201_space, generator):
     with pytest.raises(ValueError, match="BoolTensor"):
         sampler.sample(10, generator, accept=lambda a: a[:, 0])
     assert sampler.sample(0, generator).shape == (0, 6)
+
+
+@pytest.mark.parametrize("method", ["fit", "fit_topk"])
+def test_fit_rejects_invalid_architectures_naming_the_row(method):
+    # an NB101 row with 10 edges has log p = -inf under the decoder's 9-edge budget: training on it
+    # would report loss inf while Adam keeps stepping
+    space = get_space("nasbench101")
+    archs = space.sample(4, torch.Generator().manual_seed(0))
+    archs[2, :21] = 0
+    archs[2, :10] = 1
+    sampler = VAESampler(space, VAEConfig(batch_size=4), seed=0)
+    arguments = (archs, torch.arange(4.0)) if method == "fit_topk" else (archs,)
+    with pytest.raises(ValueError, match="row 2 is not: it has 10 edges"):
+        getattr(sampler, method)(*arguments, n_iters=1)
+
+
+def test_constructing_a_sampler_leaves_global_random_state_alone(nb201_space, monkeypatch):
+    """The constructor seeds its own initialisation: no torch.cuda seeding, the CPU stream unchanged."""
+    seeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: seeded.append(("manual_seed_all", seed)))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: seeded.append(("manual_seed", seed)))
+    before = torch.get_rng_state()
+    first = VAESampler(nb201_space, seed=7)
+    assert seeded == []
+    assert torch.equal(torch.get_rng_state(), before)
+    # still deterministic per seed
+    again, other = VAESampler(nb201_space, seed=7), VAESampler(nb201_space, seed=8)
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name]), name
+    assert not torch.equal(first.model.weight_out, other.model.weight_out)

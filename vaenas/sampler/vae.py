@@ -45,7 +45,12 @@ class ArchitectureVAE(nn.Module):
     """
 
     def __init__(
-        self, constraints: DecodeConstraints, latent_dim: int = 16, embedding_dim: int = 16, hidden_dim: int = 64
+        self,
+        constraints: DecodeConstraints,
+        latent_dim: int = 16,
+        embedding_dim: int = 16,
+        hidden_dim: int = 64,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         vocab_sizes = constraints.vocab_sizes.long().cpu()
@@ -67,11 +72,23 @@ class ArchitectureVAE(nn.Module):
         self.latent = nn.Linear(latent_dim, hidden_dim)
         self.decoder = nn.LSTM(embedding_dim, hidden_dim, batch_first=True)
         self.weight_out = nn.Parameter(torch.empty(positions, max_vocab, hidden_dim))
-        self.bias_out = nn.Parameter(torch.zeros(positions, max_vocab))
-        # the default init of nn.Linear(hidden_dim, V), one per position
-        bound = 1.0 / math.sqrt(hidden_dim)
-        nn.init.uniform_(self.weight_out, -bound, bound)
-        nn.init.uniform_(self.bias_out, -bound, bound)
+        self.bias_out = nn.Parameter(torch.empty(positions, max_vocab))
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """PyTorch's default initialisation of every parameter, drawn from `generator` (the global
+        stream when None): nn.Embedding N(0, 1); nn.LSTM, nn.Linear and the per-position output
+        layer U(-1/√fan_in, 1/√fan_in), fan_in = hidden size for an LSTM."""
+        nn.init.normal_(self.embedding.weight, generator=generator)
+        fan_in = {self.encoder: self.hidden_dim, self.decoder: self.hidden_dim, self.to_mean: self.hidden_dim,
+                  self.to_logvar: self.hidden_dim, self.latent: self.latent_dim}
+        groups = [(list(module.parameters()), size) for module, size in fan_in.items()]
+        groups.append(([self.weight_out, self.bias_out], self.hidden_dim))  # nn.Linear(hidden, V) per position
+        for parameters, size in groups:
+            bound = 1.0 / math.sqrt(size)
+            for parameter in parameters:
+                nn.init.uniform_(parameter, -bound, bound, generator=generator)
 
     def token_rows(self, archs: Tensor) -> Tensor:
         """LongTensor[N, T]: the embedding row of each token of archs [N, T]."""
@@ -196,11 +213,13 @@ class VAESampler:
         self.config = config or VAEConfig()
         self.device = torch.device(self.config.device)
         self._decode_constraints = space.decode_constraints()
-        # parameters are initialised from `seed` without touching the global RNG stream
+        # Every parameter is drawn from a local generator seeded with `seed` (torch.manual_seed
+        # would also reseed every CUDA generator). The submodules' own default initialisation still
+        # draws from the global CPU stream first; fork_rng(devices=[]) restores that stream.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
             self.model = ArchitectureVAE(
-                self._decode_constraints, self.config.latent_dim, self.config.embedding_dim, self.config.hidden_dim
+                self._decode_constraints, self.config.latent_dim, self.config.embedding_dim, self.config.hidden_dim,
+                generator=torch.Generator().manual_seed(seed),
             ).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.config.lr)
         self._train_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
@@ -261,9 +280,15 @@ class VAESampler:
     def fit(self, archs: Tensor, n_iters: int | None = None) -> dict[str, float]:
         """Train n_iters minibatch steps (Adam, with replacement) on archs [N, T]; warm-started.
 
+        Every row must be a valid architecture (ValueError naming the first that is not: the
+        decoder gives an invalid one log p = -inf, so training would report an infinite loss).
         Returns the mean loss, recon and kl of the last steps (at most 50).
         """
-        archs = self.space.check_tokens(archs).to(self.device)
+        return self._fit(self.space.check_valid(archs, "fit"), n_iters)
+
+    def _fit(self, archs: Tensor, n_iters: int | None) -> dict[str, float]:
+        """fit() on rows already checked."""
+        archs = archs.to(self.device)
         n_iters = self.config.n_iters if n_iters is None else int(n_iters)
         if n_iters < 0:
             raise ValueError(f"n_iters must be >= 0, got {n_iters}")
@@ -301,9 +326,10 @@ class VAESampler:
     ) -> dict[str, float]:
         """Algorithm 1: rank archs [N, T] by scores [N] (higher is better), train on the top fraction.
 
-        Keeps ceil(top_fraction·N) rows (at least one); ties keep the earlier row.
+        Keeps ceil(top_fraction·N) rows (at least one); ties keep the earlier row. Every row must
+        be a valid architecture, as in fit().
         """
-        archs = self.space.check_tokens(archs)
+        archs = self.space.check_valid(archs, "fit_topk")
         scores = torch.as_tensor(scores, dtype=torch.float64).reshape(-1).cpu()
         if len(scores) != len(archs):
             raise ValueError(f"fit_topk: {len(archs)} architectures but {len(scores)} scores")
@@ -315,7 +341,7 @@ class VAESampler:
             raise ValueError("fit_topk: scores contain NaN")
         keep = max(1, math.ceil(top_fraction * len(archs)))
         order = torch.sort(scores, descending=True, stable=True).indices[:keep]
-        return self.fit(archs[order], n_iters)
+        return self._fit(archs[order], n_iters)
 
     # --- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
