@@ -6,9 +6,10 @@ tensors' device, overridable with `backend=` or VAENAS_BACKEND.
 
 from vaenas.ops.grouped import route, segmented_batch_norm
 from vaenas.ops.nb101_enumerate import NB101Cells, nb101_enumerate, nb101_hash
+from vaenas.ops.sliced_conv import sliced_conv2d
 from vaenas.ops.vae_decode import DecodeConstraints, DecoderWeights, vae_decode
 
 __all__ = [
     "DecodeConstraints", "DecoderWeights", "NB101Cells", "nb101_enumerate", "nb101_hash", "route", "segmented_batch_norm",
-    "vae_decode",
+    "sliced_conv2d", "vae_decode",
 ]

@@ -157,3 +157,13 @@ def scatter_segments(parts: list[Tensor], positions: list[Tensor], num_segments:
     inverse[order] = torch.arange(len(order), device=order.device)
     stacked = torch.cat([part.unflatten(0, (len(pos), -1)) for part, pos in zip(parts, positions)])
     return stacked.index_select(0, inverse).flatten(0, 1)
+
+
+# --- channel-sliced shared convolution (DESIGN §4, op family 3) ---------------------------------
+
+
+def sliced_conv2d(x: Tensor, weight: Tensor, out_channels: int, stride: int, padding: int) -> Tensor:
+    """Convolution of x [B, c_in, H, W] with the [:out_channels, :c_in] slice of a shared weight
+    [C_out, C_in, k, k] (no bias): [B, out_channels, H', W']. The slice is a view, so autograd
+    accumulates the weight's gradient into that slice and leaves the rest of it zero."""
+    return torch.nn.functional.conv2d(x, weight[:out_channels, : x.shape[1]], None, stride, padding)
