@@ -1,0 +1,20 @@
+"""vaenas.data: image data of a one-shot search, sharded by global rank, seeded, resumable.
+
+    from vaenas.data import DataConfig, build_search_data
+    data = build_search_data(DataConfig(name="cifar10", root="~/data"), rank, world_size)
+    images, labels = next(data.train)      # float32 [B, 3, S, S] normalised, int64 [B]
+    for images, labels in data.holdout: ...  # same images, same order, every pass and rank
+    state = data.train.state_dict()          # position (epoch, batch) for a checkpoint
+
+Datasets: "digits" (packaged, no download), "cifar10" / "cifar100" (the python pickle batches),
+"imagenet" (any class-folder tree root/train/<class>/..., root/val/<class>/...).
+Modules: config (DataConfig, DataError), cifar / digits / folder (reading), transforms, datasets
+(key -> sample), splits (hold-out, calibration), seeding, loaders (TrainLoader, EvalLoader), build.
+Backend: torchvision's DataLoader; a DALI backend will sit behind the same build_search_data.
+"""
+
+from vaenas.data.build import SearchData, build_search_data
+from vaenas.data.config import DATASETS, DataConfig, DataError
+from vaenas.data.loaders import EvalLoader, TrainLoader
+
+__all__ = ["DATASETS", "DataConfig", "DataError", "EvalLoader", "SearchData", "TrainLoader", "build_search_data"]

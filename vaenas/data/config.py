@@ -1,0 +1,97 @@
+"""The data configuration of a search (`DataConfig`) and the error every data problem raises (`DataError`).
+
+DataConfig checks its own values in `__post_init__`; checks that need the data (sizes of the splits)
+happen in `build_search_data`. Each field carries a `help` text in its metadata, which config systems
+above this package (vaenas.search) show in their option listings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: dataset names and the image size each is served at when `image_size` is left unset
+DATASETS = {"digits": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
+#: loader implementations; "dali" arrives with the DALI issue behind the same interface
+BACKENDS = ("torchvision",)
+
+
+class DataError(ValueError):
+    """A bad data config value or bad data on disk; the message names the key or the path and the problem."""
+
+
+def _option(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    """What to load and how to split and batch it for a one-shot search.
+
+    Images come out float32 [B, 3, S, S] (S = image_size), normalised with the dataset's mean and std;
+    labels int64 [B]. `batch_size` is per rank: a training step of W ranks sees W * batch_size images.
+    """
+
+    name: str = _option("digits", "dataset: digits (packaged, no download), cifar10, cifar100, imagenet")
+    root: str | None = _option(
+        None,
+        "data folder: for cifar10/100 the folder holding cifar-10-batches-py / cifar-100-python (or that "
+        "folder itself); for imagenet the folder with train/<class>/ and val/<class>/; unused for digits",
+    )
+    image_size: int | None = _option(None, "side of the square images served (null: 32, imagenet 224)")
+    batch_size: int = _option(64, "training images per rank and step (the last partial batch of an epoch is dropped)")
+    eval_batch_size: int = _option(256, "images per batch of the held-out, calibration and test loaders")
+    holdout: int | float = _option(
+        0.1,
+        "training images held out to score candidate architectures: a count (int) or a fraction "
+        "in (0, 1) (float) of the training split; chosen by the seed, never trained on",
+    )
+    calibration_images: int = _option(
+        1024, "training images (not held out) used to recalibrate batch-norm statistics; fixed by the seed"
+    )
+    seed: int = _option(0, "seed of the held-out split, the calibration subset, the epoch order and augmentation")
+    workers: int = _option(0, "DataLoader worker processes per rank (0: load in the main process)")
+    backend: str = _option("torchvision", "loader implementation: torchvision")
+    load_test: bool = _option(
+        True, "also load the dataset's own test split (CIFAR test batch, ImageNet val/) as .test; digits has none"
+    )
+    eval_cache_mb: int = _option(
+        512, "held-out / calibration / test sets at most this large (float32) are kept in memory after one pass"
+    )
+
+    def __post_init__(self) -> None:
+        if self.name not in DATASETS:
+            raise DataError(f"data.name: unknown dataset {self.name!r}; choose one of {', '.join(DATASETS)}")
+        if self.backend not in BACKENDS:
+            raise DataError(f"data.backend: {self.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
+        if self.name != "digits" and not self.root:
+            raise DataError(f"data.root: the {self.name} dataset needs the folder it is stored in")
+        for key in ("batch_size", "eval_batch_size", "calibration_images"):
+            _positive_int(key, getattr(self, key))
+        if self.image_size is not None:
+            _positive_int("image_size", self.image_size)
+        for key in ("seed", "workers", "eval_cache_mb"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise DataError(f"data.{key}: expected an integer >= 0, got {value!r}")
+        _check_holdout(self.holdout)
+
+    @property
+    def size(self) -> int:
+        """The image side actually served: image_size, or the dataset's default."""
+        return DATASETS[self.name] if self.image_size is None else self.image_size
+
+
+def _positive_int(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise DataError(f"data.{key}: expected an integer >= 1, got {value!r}")
+
+
+def _check_holdout(value: Any) -> None:
+    # an int is a count and a float a fraction, so 1 and 1.0 mean different things: say which is allowed
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DataError(f"data.holdout: expected a count (int >= 1) or a fraction (float in (0, 1)), got {value!r}")
+    if isinstance(value, int) and value < 1:
+        raise DataError(f"data.holdout: a count must be >= 1, got {value}")
+    if isinstance(value, float) and not 0.0 < value < 1.0:
+        raise DataError(f"data.holdout: a fraction must lie in (0, 1), got {value}")
