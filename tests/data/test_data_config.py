@@ -1,0 +1,89 @@
+"""DataConfig checks, errors of build_search_data, and the transforms on their own."""
+
+import dataclasses
+import random
+
+import pytest
+import torch
+
+from vaenas.data import DataConfig, DataError, build_search_data
+from vaenas.data.transforms import ImageNetEval, ImageNetTrain, transforms_for
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(name="mnist"), r"data.name: unknown dataset 'mnist'"),
+        (dict(name="cifar10"), r"data.root: the cifar10 dataset needs the folder"),
+        (dict(backend="dali"), r"data.backend: 'dali' is not available"),
+        (dict(batch_size=0), r"data.batch_size: expected an integer >= 1, got 0"),
+        (dict(image_size=True), r"data.image_size: expected an integer >= 1"),
+        (dict(workers=-1), r"data.workers: expected an integer >= 0"),
+        (dict(holdout=0), r"data.holdout: a count must be >= 1"),
+        (dict(holdout=1.0), r"data.holdout: a fraction must lie in \(0, 1\)"),
+        (dict(holdout="10%"), r"data.holdout: expected a count"),
+    ],
+)
+def test_bad_config_values(options, message):
+    with pytest.raises(DataError, match=message):
+        DataConfig(**options)
+
+
+def test_every_option_has_help_for_the_cli():
+    assert all(f.metadata.get("help") for f in dataclasses.fields(DataConfig))
+
+
+@pytest.mark.parametrize(
+    "options, rank, world_size, message",
+    [
+        (dict(holdout=1797), 0, 1, r"data.holdout: 1797 holds out 1797 of the 1797"),
+        (dict(calibration_images=5000), 0, 1, r"data.calibration_images: 5000 exceeds the 1617"),
+        (dict(batch_size=1000), 0, 2, r"data.batch_size: 2 rank\(s\) x 1000 images exceed the 1617"),
+        (dict(), 2, 2, r"rank 2 is not in 0..1"),
+        (dict(), 0, 0, r"world size must be an integer >= 1"),
+    ],
+)
+def test_sizes_the_data_cannot_give(options, rank, world_size, message):
+    with pytest.raises(DataError, match=message):
+        build_search_data(DataConfig(**options), rank, world_size)
+
+
+def test_missing_folders_through_build(tmp_path):
+    with pytest.raises(DataError, match=r"cifar-100-python: missing folder"):
+        build_search_data(DataConfig(name="cifar100", root=str(tmp_path)))
+    with pytest.raises(DataError, match=r"train: missing folder"):
+        build_search_data(DataConfig(name="imagenet", root=str(tmp_path)))
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    (tmp_path / "train" / "a" / "x.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"val: missing folder"):
+        build_search_data(DataConfig(name="imagenet", root=str(tmp_path), holdout=0.5, batch_size=1,
+                                     calibration_images=1))
+
+
+def test_imagenet_eval_resizes_the_short_side_then_crops_the_centre():
+    image = torch.randint(0, 256, (3, 300, 400), dtype=torch.uint8)
+    assert ImageNetEval("imagenet", 224)(image).shape == (3, 224, 224)
+    # a constant image with a marked centre: the mark stays centred
+    image = torch.zeros(3, 40, 80, dtype=torch.uint8)
+    image[:, 18:22, 38:42] = 255
+    out = ImageNetEval("imagenet", 16)(image)
+    assert out.shape == (3, 16, 16) and out[0, 8, 8] > out[0, 0, 0]
+
+
+def test_random_resized_crop_box_stays_inside_the_image():
+    transform, rng = ImageNetTrain("imagenet", 8), random.Random(0)
+    for height, width in [(20, 30), (5, 200), (200, 5), (1, 1), (64, 64)]:
+        for _ in range(50):
+            top, left, h, w = transform.crop_box(height, width, rng)
+            assert 0 < h and 0 < w and 0 <= top <= height - h and 0 <= left <= width - w
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "imagenet"])
+def test_training_transform_is_a_function_of_its_seed(dataset):
+    train, evaluation = transforms_for(dataset, 32)
+    image = torch.randint(0, 256, (3, 40, 36), dtype=torch.uint8)
+    outputs = [train(image, random.Random(seed)) for seed in (7, 7, 8, 9)]
+    assert outputs[0].shape == (3, 32, 32) and outputs[0].dtype == torch.float32
+    assert torch.equal(outputs[0], outputs[1])
+    assert not (torch.equal(outputs[0], outputs[2]) and torch.equal(outputs[0], outputs[3]))
+    assert torch.equal(evaluation(image), evaluation(image))
