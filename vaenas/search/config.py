@@ -1,4 +1,4 @@
-"""Typed configuration of the tabular study: nested dataclasses, YAML files and key=value overrides.
+"""Typed configuration of the searches (tabular study; one-shot in oneshot_config): nested dataclasses, YAML files and key=value overrides.
 
 A config is a tree of dataclasses with defaults. `load_config(path, overrides)` reads an optional
 YAML file, applies overrides such as `study.seeds=3` or `vae.hidden_dim=128` (values parsed as YAML),
@@ -42,11 +42,11 @@ def option(
 ) -> Any:
     """A dataclass field with a description and the constraints load_config checks.
 
-    Lists take a default_factory; choices, at_least, at_most and above apply to each element of a list.
+    Lists and dicts take a default_factory; choices, at_least, at_most and above apply to each element of a list.
     """
     metadata = {"help": help, "choices": choices, "at_least": at_least, "at_most": at_most, "above": above}
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=metadata)
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
@@ -162,11 +162,12 @@ def all_keys(cls: type = TabularConfig, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> ConfigError:
-    close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.5)
+def _unknown_key(key: str, cls: type = TabularConfig) -> ConfigError:
+    keys = all_keys(cls)
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.5)
     if not close:  # a misspelt leaf under a right section: compare leaves only
         leaf = key.rsplit(".", 1)[-1]
-        by_leaf = {k.rsplit(".", 1)[-1]: k for k in all_keys()}
+        by_leaf = {k.rsplit(".", 1)[-1]: k for k in keys}
         close = [by_leaf[m] for m in difflib.get_close_matches(leaf, by_leaf, n=1, cutoff=0.6)]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint} (see --help)")
@@ -201,6 +202,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is Any:
         return value
+    if hint is dict or origin is dict:  # free-form options (e.g. a supernet's constructor options)
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
             raise bad
@@ -237,9 +242,18 @@ def _check_range(value: Any, metadata: typing.Mapping[str, Any], key: str) -> No
             raise ConfigError(f"{key}: {element!r} must be greater than {metadata['above']}")
 
 
-def _build(defaults: Any, data: dict[str, Any], prefix: str = "") -> Any:
+def _section_shorthand(cls: type, value: Any) -> Any:
+    """`data: digits` for `data: {name: digits}`: a scalar given for a section that has a `name` key."""
+    if not isinstance(value, dict) and "name" in _hints(cls):
+        return {"name": value}
+    return value
+
+
+def _build(defaults: Any, data: dict[str, Any], prefix: str = "", root: type | None = None) -> Any:
     """A copy of the dataclass instance `defaults` with the values of the nested dict `data`;
-    unknown keys and bad values raise ConfigError."""
+    unknown keys and bad values raise ConfigError (suggestions drawn from the keys of `root`)."""
+    root = type(defaults) if root is None else root
+    data = _section_shorthand(type(defaults), data) if prefix else data
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {data!r}")
     cls = type(defaults)
@@ -247,14 +261,16 @@ def _build(defaults: Any, data: dict[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for name in data:
         if name not in fields:
-            raise _unknown_key(f"{prefix}{name}")
+            raise _unknown_key(f"{prefix}{name}", root)
     values = {}
     for name, value in data.items():
         key, hint = f"{prefix}{name}", hints[name]
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(getattr(defaults, name), value, f"{key}.")
+            values[name] = _build(getattr(defaults, name), value, f"{key}.", root)
         else:
             values[name] = _coerce(value, hint, key)
+            if isinstance(values[name], dict):  # sub-keys of a free-form option add to its defaults
+                values[name] = {**getattr(defaults, name), **values[name]}
             _check_range(values[name], fields[name].metadata, key)
     try:
         return dataclasses.replace(defaults, **values)
@@ -262,22 +278,36 @@ def _build(defaults: Any, data: dict[str, Any], prefix: str = "") -> Any:
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
 
 
-def _set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """tree[a][b] = value for key 'a.b', checking that each part names a section or option."""
+def _set_dotted(tree: dict[str, Any], key: str, value: Any, root: type = TabularConfig) -> None:
+    """tree[a][b] = value for key 'a.b', checking that each part names a section or option.
+
+    A free-form dict option takes sub-keys (`supernet.options.channels=8`); a section with a
+    `name` key takes a scalar for it (`data=digits` is `data.name=digits`)."""
     parts = key.split(".")
-    cls: Any = TabularConfig
+    cls: Any = root
     for depth, part in enumerate(parts):
+        if cls is dict or typing.get_origin(cls) is dict:  # below a free-form option: any key
+            if depth < len(parts) - 1:
+                tree = tree.setdefault(part, {})
+                continue
+            tree[part] = value
+            return
         hints = _hints(cls) if dataclasses.is_dataclass(cls) else {}
         if part not in hints:
-            raise _unknown_key(key)
+            raise _unknown_key(key, root)
         cls = hints[part]
         if depth < len(parts) - 1:
-            if not dataclasses.is_dataclass(cls):
-                raise _unknown_key(key)
+            if not (dataclasses.is_dataclass(cls) or cls is dict or typing.get_origin(cls) is dict):
+                raise _unknown_key(key, root)
             tree = tree.setdefault(part, {})
             if not isinstance(tree, dict):
                 raise ConfigError(f"{'.'.join(parts[: depth + 1])}: expected a mapping of keys")
     if dataclasses.is_dataclass(cls):
+        if "name" in _hints(cls) and not isinstance(value, dict):
+            tree.setdefault(parts[-1], {})
+            if isinstance(tree[parts[-1]], dict):
+                tree[parts[-1]]["name"] = value
+                return
         raise ConfigError(f"{key} is a section; set one of its keys, e.g. {all_keys(cls, key + '.')[0]}=...")
     tree[parts[-1]] = value
 
@@ -294,17 +324,24 @@ def resolve_config_path(path: str | Path) -> Path:
     raise ConfigError(f"config file {str(path)!r} not found (packaged configs: {', '.join(names)})")
 
 
-def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> TabularConfig:
-    """The config of a YAML file (or the defaults) with `key=value` overrides applied, checked."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        resolved = resolve_config_path(path)
-        try:
-            tree = yaml.safe_load(resolved.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{resolved}: not valid YAML: {str(error).splitlines()[0]}") from error
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{resolved}: expected a mapping of keys at the top level")
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a config file (or a packaged config's name); ConfigError if not YAML."""
+    resolved = resolve_config_path(path)
+    try:
+        tree = yaml.safe_load(resolved.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{resolved}: not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{resolved}: expected a mapping of keys at the top level")
+    return tree
+
+
+def load_config(
+    path: str | Path | None = None, overrides: typing.Sequence[str] = (), cls: type = TabularConfig
+) -> Any:
+    """The `cls` config (default: TabularConfig) of a YAML file (or the defaults) with `key=value`
+    overrides applied, checked (the module's check() for TabularConfig, else config.check())."""
+    tree: dict[str, Any] = read_yaml(path) if path is not None else {}
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:
@@ -313,9 +350,12 @@ def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] 
             value = yaml.safe_load(text) if text else ""
         except yaml.YAMLError as error:
             raise ConfigError(f"{key}: cannot parse value {text!r}") from error
-        _set_dotted(tree, key.strip(), value)
-    config = _build(TabularConfig(), tree)
-    check(config)
+        _set_dotted(tree, key.strip(), value, cls)
+    config = _build(cls(), tree)
+    if cls is TabularConfig:
+        check(config)
+    else:
+        config.check()
     return config
 
 

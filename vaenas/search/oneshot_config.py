@@ -1,0 +1,165 @@
+"""Typed configuration of the one-shot search (paper Algorithm 2, "VAENAS-OS"), `method=oneshot`.
+
+Same machinery as the tabular study (vaenas.search.config: YAML + key=value overrides, did-you-mean
+errors). The defaults are the CPU demo (`oneshot_nb201_digits`): a reduced NAS-Bench-201 supernet
+on 32 px digits that runs all of Algorithm 2 in a few minutes on 2 cores. Algorithm 2's inputs map
+to keys as follows (paper symbol -> key):
+
+    n_iters^sup  -> train.steps            n_iters^vae -> vae.n_iters
+    n_vae        -> vaenas.refit_every     N_s         -> vaenas.n_samples
+    ε_inc        -> vaenas.epsilon_inc     K           -> vaenas.top_fraction
+    N_seeds      -> search.seeds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vaenas.data import DataConfig
+from vaenas.sampler import VAEConfig
+from vaenas.search.config import ConfigError, option
+
+#: spaces with a supernet (vaenas.supernet.get_supernet)
+ONESHOT_SPACES = ("nasbench201", "nasnet", "shufflenet", "nasbench101")
+#: which seeded evolutions the final search runs (paper: vae; uniform is the ablation)
+SEEDINGS = ("vae", "uniform", "both")
+
+
+@dataclass
+class SupernetConfig:
+    options: dict = option(
+        {"channels": 8, "cells_per_stage": 1},
+        "constructor options of the space's supernet (num_classes comes from the data), e.g. "
+        "supernet.options.channels=16 (merged into these defaults)",
+    )
+
+
+@dataclass
+class TrainConfig:
+    steps: int = option(300, "n_iters^sup: supernet training steps (one architecture group per step)", at_least=1)
+    group_size: int = option(
+        1, "G: architectures trained per step, each on its own 1/G of the batch (1 = SPOS)", at_least=1
+    )
+    lr: float = option(0.1, "SGD learning rate at the reference batch train.lr_batch (scaled linearly)", above=0)
+    lr_batch: int = option(
+        64, "global batch (all ranks) for which train.lr is given; lr = train.lr * global batch / lr_batch",
+        at_least=1,
+    )
+    momentum: float = option(0.9, "SGD momentum", at_least=0, at_most=1)
+    nesterov: bool = option(False, "Nesterov momentum")
+    weight_decay: float = option(4e-5, "weight decay (not on batch-norm parameters and biases)", at_least=0)
+    label_smoothing: float = option(0.1, "label smoothing of the training loss", at_least=0, at_most=1)
+    schedule: str = option(
+        "linear", "learning-rate decay per step: linear to 0 (paper A.1), cosine, or constant",
+        choices=("linear", "cosine", "constant"),
+    )
+    device: str = option("auto", "auto (cuda:LOCAL_RANK when available, else cpu), cpu or cuda")
+    bf16: bool = option(True, "bf16 autocast and channels-last on a GPU (ignored on the CPU)")
+    threads: int | None = option(None, "intra-op CPU threads per rank (null: torch's default)", at_least=1)
+
+
+@dataclass
+class VAENASConfig:
+    epsilon_inc: float = option(
+        0.004, "ε_inc: Γ = (1-ε)U + ε·VAE, ε grows by this per training step from 0 (0 = plain SPOS)",
+        at_least=0, at_most=1,
+    )
+    epsilon_max: float = option(0.8, "cap of ε (keeps some uniform exploration)", above=0, at_most=1)
+    refit_every: int = option(50, "n_vae: steps between VAE refits (Algorithm 2 line 5)", at_least=1)
+    n_samples: int = option(32, "N_s: architectures sampled from Γ and evaluated at each refit", at_least=2)
+    top_fraction: float = option(0.5, "K: the VAE is fitted on this top fraction of the N_s (paper 50 %)",
+                                 above=0, at_most=1)
+    compare_samples: int = option(
+        16, "pure-VAE and pure-uniform samples evaluated at each refit (the paper's Fig. 2 on the supernet); 0: off",
+        at_least=0,
+    )
+
+
+@dataclass
+class EvalConfig:
+    group_size: int = option(16, "architectures scored per forward pass (G-group evaluation)", at_least=1)
+
+
+@dataclass
+class SearchConfig:
+    seeds: int = option(16, "N_seeds: architectures drawn from the VAE (or uniformly) to seed the evolution",
+                        at_least=1)
+    seeding: str = option(
+        "both", "vae (paper), uniform (ablation) or both (runs and compares the two)", choices=SEEDINGS
+    )
+    generations: int = option(4, "evolution generations after the seeds", at_least=0)
+    population: int = option(16, "new architectures per generation", at_least=1)
+    parents: int = option(8, "top-k of everything evaluated so far that breeds each generation", at_least=1)
+    mutation_fraction: float = option(0.5, "share of each generation made by mutation (rest: crossover)",
+                                      at_least=0, at_most=1)
+    max_params: float | None = option(None, "parameter limit of a candidate (space.cost, checked before evaluation)",
+                                      above=0)
+    max_flops: float | None = option(None, "FLOPs limit of a candidate (space.cost, checked before evaluation)",
+                                     above=0)
+
+
+@dataclass
+class RunConfig:
+    seed: int = option(0, "seed of the supernet's weights, the architecture stream and the search", at_least=0)
+    checkpoint_every: int = option(100, "steps between checkpoints (also one at every phase end); 0: phase ends only",
+                                   at_least=0)
+    stop_at: int | None = option(
+        None, "stop after this training step with a checkpoint (then --resume continues)", at_least=1
+    )
+    log_every: int = option(10, "steps between training-loss lines in metrics.jsonl", at_least=1)
+
+
+@dataclass
+class OneShotConfig:
+    """The one-shot VAENAS search (paper §4.2, Algorithm 2); defaults: the CPU demo."""
+
+    method: str = option("oneshot", "search method: tabular (the study) or oneshot (Algorithm 2)",
+                         choices=("oneshot",))
+    space: str = option("nasbench201", "search space", choices=ONESHOT_SPACES)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    data: DataConfig = field(default_factory=lambda: DataConfig(
+        name="digits", batch_size=64, holdout=300, calibration_images=128, eval_batch_size=150, load_test=False,
+    ))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    vaenas: VAENASConfig = field(default_factory=VAENASConfig)
+    vae: VAEConfig = field(default_factory=lambda: VAEConfig(n_iters=100, batch_size=32))
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    out: str = option("", "run folder (default: runs/oneshot-<space>-<data>-<time>); also --out")
+    progress: bool = option(True, "progress bar on rank 0 (stderr)")
+
+    def check(self) -> None:
+        """Constraints between options; ConfigError naming the key."""
+        if self.search.parents > self.search.seeds + self.search.population * self.search.generations:
+            raise ConfigError(f"search.parents: {self.search.parents} exceeds every architecture the search evaluates")
+        if self.data.batch_size % self.train.group_size:
+            raise ConfigError(
+                f"train.group_size: a batch of {self.data.batch_size} (data.batch_size) does not split into "
+                f"{self.train.group_size} equal groups"
+            )
+        if self.train.device not in ("auto", "cpu", "cuda") and not self.train.device.startswith("cuda:"):
+            raise ConfigError(f"train.device: {self.train.device!r} is not auto, cpu or cuda")
+        if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
+            raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")
+        if "num_classes" in self.supernet.options:
+            raise ConfigError("supernet.options.num_classes: set by the data, not here")
+
+
+#: keys a resumed run may change: they do not affect the results
+RESUMABLE_KEYS = ("out", "progress", "run.stop_at", "run.checkpoint_every", "train.threads", "data.workers")
+
+
+def fingerprint(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The flat {dotted key: value} of a config dict, minus RESUMABLE_KEYS (what a checkpoint must match)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if dotted in RESUMABLE_KEYS:
+            continue
+        if isinstance(value, dict) and dotted != "supernet.options":
+            flat.update(fingerprint(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
