@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -149,20 +149,41 @@ class AuxiliaryHeadCIFAR(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+def reduction_cells(layers: int, reductions: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Indices of the reduction cells: `reductions` checked (distinct, in 0..layers-1, sorted), or
+    DARTS's layers//3 and 2*layers//3 when None."""
+    if reductions is None:
+        if layers < 2:
+            raise ValueError(f"nasnet: layers must be >= 2 (two reduction cells), got {layers}")
+        return (layers // 3, 2 * layers // 3)
+    cells = tuple(sorted(int(index) for index in reductions))
+    if not cells or len(set(cells)) != len(cells) or cells[0] < 0 or cells[-1] >= layers:
+        raise ValueError(f"nasnet: reductions must be distinct cell indices in 0..{layers - 1}, got {list(reductions)}")
+    return cells
+
+
 class NASNetCIFAR(nn.Module):
     """DARTS's NetworkCIFAR for one architecture: images [B, 3, 32, 32] -> logits [B, num_classes].
 
     Stem conv 3x3 to 3C channels, `layers` cells with reduction cells (channels doubled) at layers//3 and
-    2*layers//3, global average pooling, linear classifier. With `auxiliary`, training-mode forward returns
-    (logits, auxiliary logits) from a head on the output of the second reduction cell; eval mode returns
-    logits only. No drop-path (DARTS's regulariser belongs to the training loop).
+    2*layers//3 (or at `reductions`), global average pooling, linear classifier. With `auxiliary`,
+    training-mode forward returns (logits, auxiliary logits) from a head on the output of the last
+    reduction cell (8x8 at 32 px with two reductions, as the head expects); eval mode returns logits only.
+    No drop-path (DARTS's regulariser belongs to the training loop).
     """
 
-    def __init__(self, tokens: list[int], channels: int, layers: int, num_classes: int, auxiliary: bool) -> None:
+    def __init__(
+        self,
+        tokens: list[int],
+        channels: int,
+        layers: int,
+        num_classes: int,
+        auxiliary: bool,
+        reductions: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
-        if layers < 2:
-            raise ValueError(f"nasnet child: layers must be >= 2 (two reduction cells), got {layers}")
-        self.auxiliary_after = 2 * layers // 3
+        reductions = reduction_cells(layers, reductions)
+        self.auxiliary_after = reductions[-1]
         stem_channels = 3 * channels
         self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels))
         prev_prev, prev, current = stem_channels, stem_channels, channels
@@ -170,7 +191,7 @@ class NASNetCIFAR(nn.Module):
         reduction_prev = False
         auxiliary_channels = prev
         for index in range(layers):
-            reduction = index in (layers // 3, 2 * layers // 3)
+            reduction = index in reductions
             if reduction:
                 current *= 2
             cell_tokens = tokens[EDGES_PER_CELL:] if reduction else tokens[:EDGES_PER_CELL]
@@ -198,15 +219,25 @@ class NASNetSpace(SearchSpace):
     """The NASNet-like (DARTS variant) space: 28 edges x 8 ops, normal and reduction cell searched jointly.
 
     Constructor options are the child defaults of `build_child` and `cost`: C (initial channels), layers,
-    num_classes, auxiliary. DARTS evaluates on CIFAR-10 at 36, 20, 10 and trains with the auxiliary head;
-    it is off by default so that cost() counts only the network that is deployed.
+    num_classes, auxiliary, reductions (reduction cell indices; None: layers//3 and 2*layers//3). DARTS
+    evaluates on CIFAR-10 at 36, 20, 10 and trains with the auxiliary head; it is off by default so that
+    cost() counts only the network that is deployed.
     """
 
     name = "nasnet"
     vocab_sizes = (len(OPS),) * (2 * EDGES_PER_CELL)
 
-    def __init__(self, C: int = 36, layers: int = 20, num_classes: int = 10, auxiliary: bool = False) -> None:
-        self.child_options = {"C": C, "layers": layers, "num_classes": num_classes, "auxiliary": auxiliary}
+    def __init__(
+        self,
+        C: int = 36,
+        layers: int = 20,
+        num_classes: int = 10,
+        auxiliary: bool = False,
+        reductions: Sequence[int] | None = None,
+    ) -> None:
+        self.child_options = {
+            "C": C, "layers": layers, "num_classes": num_classes, "auxiliary": auxiliary, "reductions": reductions,
+        }  # fmt: skip
 
     # --- validity -----------------------------------------------------------------------------
     def _node_has_input(self, archs: Tensor) -> Tensor:
@@ -386,11 +417,16 @@ class NASNetSpace(SearchSpace):
 
     # --- child networks -----------------------------------------------------------------------
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
-        """NASNetCIFAR of arch [28]; options override the space's C, layers, num_classes, auxiliary."""
+        """NASNetCIFAR of arch [28]; options override the space's C, layers, num_classes, auxiliary, reductions."""
         settings = self.child_settings(options)
         tokens = self.validate(arch).tolist()
         return NASNetCIFAR(
-            tokens, settings["C"], settings["layers"], settings["num_classes"], bool(settings["auxiliary"])
+            tokens,
+            settings["C"],
+            settings["layers"],
+            settings["num_classes"],
+            bool(settings["auxiliary"]),
+            settings["reductions"],
         )
 
     def example_input(self, batch_size: int = 1) -> Tensor:

@@ -98,13 +98,21 @@ class ShuffleBlock(nn.Module):
 
 
 class ShuffleNetChild(nn.Module):
-    """The standalone network of one architecture: images [B, 3, H, W] (H, W multiples of 32) -> logits [B, classes]."""
+    """The standalone network of one architecture: images [B, 3, H, W] -> logits [B, classes].
 
-    def __init__(self, tokens: list[int], num_classes: int, width: float, dropout: float) -> None:
+    H, W multiples of 32: the first conv and the 4 stages each halve them (224 px -> 7x7 before the
+    pooling). small_input: the first conv keeps the resolution (CIFAR-sized data: 32 px -> 2x2, H, W
+    multiples of 16); nothing else changes, so the weights of both variants have the same shapes.
+    """
+
+    def __init__(
+        self, tokens: list[int], num_classes: int, width: float, dropout: float, small_input: bool = False
+    ) -> None:
         super().__init__()
         first = _scaled_channels(FIRST_CHANNELS, width)
+        stride = 1 if small_input else 2
         self.first_conv = nn.Sequential(
-            nn.Conv2d(3, first, 3, 2, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
+            nn.Conv2d(3, first, 3, stride, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
         )
         blocks = []
         in_channels = first
@@ -128,14 +136,19 @@ class ShuffleNetSpace(SearchSpace):
 
     num_classes: classifier outputs (ImageNet: 1000). width: multiplier of the first conv's and the stages'
     channels (rounded to multiples of 8; conv_last stays 1024 as in ShuffleNetV2 up to 1.5x). dropout:
-    before the classifier (SPOS: 0.1).
+    before the classifier (SPOS: 0.1). small_input: the variant for 32 px images (first conv at stride 1,
+    see ShuffleNetChild); example_input is then 32 px, so cost() counts the network at that size.
     """
 
     name = "shufflenet"
     vocab_sizes = (len(CHOICES),) * len(_LAYER_PLACES)
 
-    def __init__(self, num_classes: int = 1000, width: float = 1.0, dropout: float = 0.1) -> None:
-        self.child_options = {"num_classes": num_classes, "width": width, "dropout": dropout}
+    def __init__(
+        self, num_classes: int = 1000, width: float = 1.0, dropout: float = 0.1, small_input: bool = False
+    ) -> None:
+        self.child_options = {
+            "num_classes": num_classes, "width": width, "dropout": dropout, "small_input": small_input,
+        }  # fmt: skip
 
     def is_valid(self, archs: Tensor) -> Tensor:
         archs = self.check_tokens(archs)
@@ -191,11 +204,18 @@ class ShuffleNetSpace(SearchSpace):
         return torch.tensor([CHOICES.index(choice) for choice in layers])
 
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
-        """ShuffleNetChild of arch [20]; options override the space's num_classes, width, dropout."""
+        """ShuffleNetChild of arch [20]; options override the space's num_classes, width, dropout, small_input."""
         settings = self.child_settings(options)
         tokens = self.validate(arch).tolist()
-        return ShuffleNetChild(tokens, settings["num_classes"], float(settings["width"]), float(settings["dropout"]))
+        return ShuffleNetChild(
+            tokens,
+            settings["num_classes"],
+            float(settings["width"]),
+            float(settings["dropout"]),
+            bool(settings["small_input"]),
+        )
 
     def example_input(self, batch_size: int = 1) -> Tensor:
-        """Random ImageNet-sized images [batch_size, 3, 224, 224]."""
-        return torch.randn(batch_size, 3, 224, 224)
+        """Random images [batch_size, 3, 224, 224] (ImageNet), or 32 x 32 for the small-input variant."""
+        size = 32 if self.child_options["small_input"] else 224
+        return torch.randn(batch_size, 3, size, size)
