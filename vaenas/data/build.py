@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from vaenas.data import cifar, digits, folder
 from vaenas.data.config import DataConfig, DataError
@@ -54,7 +56,7 @@ def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) ->
     calibration_idx = calibration_subset(train_idx, config.calibration_images, config.seed)
     pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
 
-    def evaluation(dataset: torch.utils.data.Dataset, indices: np.ndarray) -> EvalLoader:
+    def evaluation(dataset: Dataset, indices: np.ndarray) -> EvalLoader:
         return EvalLoader(
             dataset, indices, batch_size=config.eval_batch_size, image_size=config.size,
             workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20,
@@ -75,21 +77,23 @@ def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) ->
     )
 
 
-def _datasets(config: DataConfig):  # -> (train dataset, test dataset or None, class names)
+def _datasets(config: DataConfig) -> tuple[Dataset, Dataset | None, tuple[str, ...]]:
+    """(training-split dataset, test-split dataset or None, class names) of the configured dataset."""
     train_tf, eval_tf = transforms_for(config.name, config.size)
+    root = Path(config.root).expanduser() if config.root else None
     if config.name == "digits":
         images, labels = digits.read_digits()
         classes = tuple(str(i) for i in range(digits.NUM_CLASSES))
         return TensorImages(images, labels, train_tf, eval_tf), None, classes
     if config.name in ("cifar10", "cifar100"):
-        images, labels, classes = cifar.read_cifar(config.root, config.name, "train")
+        images, labels, classes = cifar.read_cifar(root, config.name, "train")
         test = None
         if config.load_test:
-            test_images, test_labels, _ = cifar.read_cifar(config.root, config.name, "test")
+            test_images, test_labels, _ = cifar.read_cifar(root, config.name, "test")
             test = TensorImages(test_images, test_labels, train_tf, eval_tf)
         return TensorImages(images, labels, train_tf, eval_tf), test, classes
-    train_files = folder.scan_split(config.root, "train")
+    train_files = folder.scan_split(root, "train")
     test = None
     if config.load_test:
-        test = FileImages(folder.scan_split(config.root, "val", train_files.classes), train_tf, eval_tf)
+        test = FileImages(folder.scan_split(root, "val", train_files.classes), train_tf, eval_tf)
     return FileImages(train_files, train_tf, eval_tf), test, train_files.classes

@@ -71,13 +71,14 @@ def scan_split(root: str | Path, split: str, classes: tuple[str, ...] | None = N
 
 
 def _image_names(class_folder: Path) -> list[str]:
-    names = sorted(n for n in os.listdir(class_folder) if not n.startswith("."))
-    if not names:
+    # scandir: the file type comes with the listing, no stat per file (1.28M of them in ImageNet)
+    entries = sorted((e for e in os.scandir(class_folder) if not e.name.startswith(".")), key=lambda e: e.name)
+    if not entries:
         raise DataError(f"{class_folder}: empty class folder (no images)")
-    for name in names:
-        if not name.lower().endswith(IMAGE_SUFFIXES) or not (class_folder / name).is_file():
-            raise DataError(f"{class_folder / name}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
-    return names
+    for entry in entries:
+        if not entry.name.lower().endswith(IMAGE_SUFFIXES) or not entry.is_file():
+            raise DataError(f"{entry.path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    return [e.name for e in entries]
 
 
 def load_image(path: Path) -> torch.Tensor:
