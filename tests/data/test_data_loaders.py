@@ -203,6 +203,9 @@ def test_workers_give_the_same_batches_as_the_main_process(cifar10):
     expected = take(build_search_data(cifar_config(root)).train, 3)
     data = build_search_data(cifar_config(root, workers=2))
     assert_same_batches(take(data.train, 3), expected)
+    # rewinding a live stream: the persistent workers drop what they prefetched and restart at batch 1
+    data.train.load_state_dict({**data.train.state_dict(), "batch": 1})
+    assert_same_batches(take(data.train, 2), expected[1:])
     assert_same_batches(list(data.holdout), list(build_search_data(cifar_config(root)).holdout))
 
 
