@@ -4,6 +4,9 @@
   architecture (space.canonical_key) once against a budget, optionally adds Gaussian noise to what
   the search sees, and records the any-time curve (best TRUE accuracy after q queries).
 - `random_search`: distinct architectures uniformly from the universe.
+- `breed`: one SPOS generation's children (mutants and crossovers of the top-k, each operator
+  with its own quota), independent of the oracle: the one-shot search reuses it with supernet
+  scores and a FLOPs/params `accept`.
 - `spos_evolution`: the evolutionary search of SPOS (Guo et al. 2019) that VAENAS seeds
   (paper Algorithm 2, line 15): each generation breeds mutants and crossovers of the top-k of
   everything queried so far.
@@ -17,18 +20,21 @@ from __future__ import annotations
 
 import collections
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from vaenas.groundtruth import TabularBenchmark
+from vaenas.sampler.uniform import AcceptFn, accepted_rows
+from vaenas.spaces.base import SearchSpace
 
 logger = logging.getLogger(__name__)
 
-#: candidates drawn per wanted child when restricting variation to the universe. NAS-Bench-101's
-#: universe holds 4.7 % of the space, so about 1 mutant in 21 lands in it; 32 copies x 4 rounds
-#: miss with probability (1 - 0.047)^128 ~ 0.2 %.
+#: candidates drawn per wanted child when variation must land in an accepted set (a benchmark's
+#: universe). NAS-Bench-101's universe holds 4.7 % of the space, so about 1 mutant in 21 lands in
+#: it; 32 copies x 4 rounds miss with probability (1 - 0.047)^128 ~ 0.2 %.
 _COPIES = 32
 _ROUNDS = 4
 
@@ -97,6 +103,10 @@ class TabularOracle:
                 self._scores.append(score)
         return torch.tensor([self._observed[key] for key in keys], dtype=torch.float64)
 
+    def queried_keys(self) -> Container[Hashable]:
+        """The canonical keys of every queried architecture (a live view)."""
+        return self._observed.keys()
+
     def history(self) -> tuple[Tensor, Tensor]:
         """(archs [Q, T], observed scores [Q]) of every queried architecture, in query order."""
         if not self._archs:
@@ -136,16 +146,24 @@ def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, 
             break
         candidates = torch.cat([found, draw(2 * (n - len(found)))])
         found = oracle.novel(candidates, limit=n)
-    if len(found) < n:
-        logger.debug("sampler gave %d of %d new architectures; the rest are uniform", len(found), n)
-        universe = oracle.benchmark.universe
-        order = torch.randperm(len(universe), generator=oracle.generator)
-        # in chunks: hashing the whole NB101-20k universe for one child cost 0.12 s per call
-        chunk = max(4 * n, 256)
-        for start in range(0, len(order), chunk):
-            found = oracle.novel(torch.cat([found, universe[order[start : start + chunk]]]), limit=n)
-            if len(found) >= n:
-                break
+    return top_up_uniformly(oracle, found, n)
+
+
+def top_up_uniformly(oracle: TabularOracle, found: Tensor, n: int) -> Tensor:
+    """found [F, T] (distinct, never queried) followed by new architectures drawn uniformly from
+    the universe, up to n rows in all (fewer only if the universe runs out)."""
+    n = min(n, oracle.remaining)
+    if len(found) >= n:
+        return found[:n]
+    logger.debug("%d of %d new architectures found; the rest are uniform", len(found), n)
+    universe = oracle.benchmark.universe
+    order = torch.randperm(len(universe), generator=oracle.generator)
+    # in chunks: hashing the whole NB101-20k universe for one child cost 0.12 s per call
+    chunk = max(4 * n, 256)
+    for start in range(0, len(order), chunk):
+        found = oracle.novel(torch.cat([found, universe[order[start : start + chunk]]]), limit=n)
+        if len(found) >= n:
+            break
     return found
 
 
@@ -179,14 +197,71 @@ def mutate_within(benchmark: TabularBenchmark, parents: Tensor, generator: torch
     return _vary_within(benchmark, lambda rows: space.mutate(parents[rows], generator=generator), parents)
 
 
-def crossover_within(
-    benchmark: TabularBenchmark, parents_a: Tensor, parents_b: Tensor, generator: torch.Generator
+def breed(
+    space: SearchSpace,
+    parents: Tensor,
+    n_mutants: int,
+    n_crossovers: int,
+    generator: torch.Generator,
+    seen: Container[Hashable] = (),
+    accept: AcceptFn | None = None,
+    copies: int = _COPIES,
+    rounds: int = _ROUNDS,
 ) -> tuple[Tensor, Tensor]:
-    """One child in the universe of each pair of rows of parents_a, parents_b [M, T]."""
-    space = benchmark.space
-    return _vary_within(
-        benchmark, lambda rows: space.crossover(parents_a[rows], parents_b[rows], generator=generator), parents_a
-    )
+    """One SPOS generation bred from `parents` [P, T] (distinct architectures, e.g. the top-k so
+    far): (mutants [m, T], crossovers [c, T]). It knows no oracle; the caller says what is taken.
+
+    Contract:
+    - A mutant is space.mutate of a parent drawn uniformly; a crossover is space.crossover of two
+      parents drawn uniformly among the pairs of distinct parents (never a parent with itself).
+    - Every child is space.is_valid, accepted by accept(archs [M, T]) -> BoolTensor[M] when given
+      (a benchmark's universe, a FLOPs or params limit), and new: its space.canonical_key is not in
+      `seen` (e.g. everything already evaluated) nor shared with another child of this call.
+    - Each operator has its own quota, m <= n_mutants and c <= n_crossovers, and its own top-up:
+      when its children are rejected it draws again, up to `rounds` rounds of `copies` candidates
+      per missing child, and never fills the other operator's quota. A shortfall (m < n_mutants
+      or c < n_crossovers; c = 0 with fewer than two parents) means those rounds found no more;
+      the caller decides how to top up (SPOS adds random architectures).
+    - All randomness comes from `generator`; mutants are bred before crossovers, so a child that
+      both operators produce counts as a mutant.
+    """
+    taken: set[Hashable] = set()  # keys of the children kept so far, of both operators
+
+    def children_of(vary: Callable[[int], Tensor], wanted: int) -> Tensor:
+        kept: list[Tensor] = []
+        missing = wanted
+        for _ in range(rounds):
+            if missing <= 0:
+                break
+            candidates = vary(copies * missing)
+            candidates = candidates[space.is_valid(candidates)]
+            if accept is not None and len(candidates):
+                candidates = candidates[accepted_rows(accept, candidates)]
+            rows = []
+            for row, key in enumerate(space.canonical_key(candidates)):
+                if len(rows) == missing:
+                    break
+                if key not in seen and key not in taken:
+                    taken.add(key)
+                    rows.append(row)
+            kept.append(candidates[rows])
+            missing -= len(rows)
+        return torch.cat(kept) if kept else torch.empty(0, space.length, dtype=torch.long)
+
+    def mutate(count: int) -> Tensor:
+        picks = torch.randint(len(parents), (count,), generator=generator)
+        return space.mutate(parents[picks], generator=generator)
+
+    def cross(count: int) -> Tensor:
+        first = torch.randint(len(parents), (count,), generator=generator)
+        # uniform over the other P - 1 parents: draw among them and skip over `first`
+        second = torch.randint(len(parents) - 1, (count,), generator=generator)
+        second += (second >= first).long()
+        return space.crossover(parents[first], parents[second], generator=generator)
+
+    mutants = children_of(mutate, n_mutants)
+    crossovers = children_of(cross, n_crossovers if len(parents) >= 2 else 0)
+    return mutants, crossovers
 
 
 # --- strategies -------------------------------------------------------------------------------
@@ -199,6 +274,14 @@ def random_search(oracle: TabularOracle) -> None:
     oracle.query(oracle.novel(universe[order]))
 
 
+class Generation(NamedTuple):
+    """How many architectures of each provenance one SPOS generation queried."""
+
+    mutants: int
+    crossovers: int
+    uniform: int  # top-up when the operators could not find enough new children
+
+
 def spos_evolution(
     oracle: TabularOracle,
     seeds: Tensor,
@@ -206,29 +289,29 @@ def spos_evolution(
     parents: int,
     mutation_fraction: float,
     generator: torch.Generator,
-) -> None:
+) -> list[Generation]:
     """SPOS evolutionary search from `seeds` [S, T] (in the universe) until the budget is spent.
 
     The new seeds are queried first. Each generation then takes the top `parents` of everything
-    queried so far (observed scores) and breeds `population` new architectures: a
-    `mutation_fraction` share of mutants of random parents, the rest crossovers of random pairs.
-    Children already queried are dropped; a generation that cannot find enough new children in
-    the universe is topped up uniformly (fill_with_new), so the whole budget is always used.
+    queried so far (observed scores) and breeds n = min(population, remaining) new architectures
+    of the universe (breed): round(n · mutation_fraction) mutants and the rest crossovers, each
+    operator with its own quota. What they cannot find is topped up uniformly from the universe, as
+    SPOS fills its population with random candidates, so the whole budget is always used.
+    Returns each generation's counts by provenance (queried in that order).
     """
     oracle.query(oracle.novel(seeds, limit=population))
+    generations = []
     while oracle.remaining > 0:
-        top = oracle.top(parents)
-
-        def breed(n: int) -> Tensor:
-            n_mutants = round(n * mutation_fraction)
-            picks = torch.randint(len(top), (n, 2), generator=generator)
-            mutants, mutated = mutate_within(oracle.benchmark, top[picks[:n_mutants, 0]], generator)
-            children, crossed = crossover_within(
-                oracle.benchmark, top[picks[n_mutants:, 0]], top[picks[n_mutants:, 1]], generator
-            )
-            return torch.cat([mutants[mutated], children[crossed]])
-
-        oracle.query(fill_with_new(oracle, breed, population, rounds=4))
+        n = min(population, oracle.remaining)
+        n_mutants = round(n * mutation_fraction)
+        mutants, crossovers = breed(
+            oracle.space, oracle.top(parents), n_mutants, n - n_mutants, generator,
+            seen=oracle.queried_keys(), accept=oracle.benchmark.contains,
+        )
+        children = top_up_uniformly(oracle, torch.cat([mutants, crossovers]), n)
+        oracle.query(children)
+        generations.append(Generation(len(mutants), len(crossovers), len(children) - len(mutants) - len(crossovers)))
+    return generations
 
 
 def regularized_evolution(
