@@ -17,7 +17,8 @@ def generator():
     [(7, 5, 3, 1, 1), (13, 11, 3, 2, 1), (1, 3, 1, 1, 0), (6, 11, 1, 2, 0)],
 )
 def test_matches_conv2d_on_a_copied_slice(generator, out_channels, in_channels, kernel_size, stride, padding):
-    weight = torch.randn(13, 11, kernel_size, kernel_size, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(13, 11, kernel_size, kernel_size, generator=generator, dtype=torch.float64)
+    weight.requires_grad_(True)
     x = torch.randn(3, in_channels, 9, 9, generator=generator, dtype=torch.float64, requires_grad=True)
     y = ops.sliced_conv2d(x, weight, out_channels, in_channels, stride=stride, padding=padding)
 
@@ -44,7 +45,12 @@ def test_default_in_channels_and_whole_weight(generator):
 
 @pytest.mark.parametrize(
     ("x_channels", "out_channels", "in_channels", "message"),
-    [(3, 5, None, "does not fit"), (3, 0, None, "does not fit"), (6, 2, None, "does not fit"), (3, 2, 4, "in_channels")],
+    [
+        (3, 5, None, "does not fit"),  # more output channels than the weight
+        (3, 0, None, "does not fit"),
+        (6, 2, None, "does not fit"),  # more input channels than the weight
+        (3, 2, 4, "in_channels"),  # in_channels disagrees with x
+    ],
 )
 def test_bad_slices_are_errors(x_channels, out_channels, in_channels, message):
     weight, x = torch.zeros(4, 5, 1, 1), torch.zeros(1, x_channels, 2, 2)

@@ -36,7 +36,9 @@ def sliced_conv2d(
     """
     choose_backend("sliced_conv2d", x.device, backend, IMPLEMENTED_BACKENDS)
     if x.dim() != 4 or weight.dim() != 4:
-        raise ValueError(f"sliced_conv2d takes x [B, C, H, W] and weight [O, I, k, k], got {tuple(x.shape)}, {tuple(weight.shape)}")
+        raise ValueError(
+            f"sliced_conv2d takes x [B, C, H, W] and weight [O, I, k, k], got {tuple(x.shape)}, {tuple(weight.shape)}"
+        )
     if in_channels is not None and in_channels != x.shape[1]:
         raise ValueError(f"in_channels = {in_channels} but x has {x.shape[1]} channels")
     if not 1 <= out_channels <= weight.shape[0] or x.shape[1] > weight.shape[1]:
