@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tqdm import tqdm
 
 from vaenas.groundtruth import nasbench201
 from vaenas.search.__main__ import main
@@ -24,7 +25,8 @@ from vaenas.search.evolution import (
     spos_evolution,
     uniform_from_universe,
 )
-from vaenas.search.tabular import run_study, write_run
+from vaenas.sampler import VAESampler
+from vaenas.search.tabular import SeedResult, TabularStudy, run_study, write_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -216,6 +218,32 @@ def test_study_writes_every_output(nb201, tmp_path):
     for entry in found["found"]:
         arch = nb201.space.from_json(entry["architecture"])
         assert float(nb201.accuracy(arch[None])[0]) == pytest.approx(entry["accuracy"])
+
+
+def test_paper_protocol_uses_common_random_numbers_across_noise_levels(nb201, monkeypatch):
+    """Every noise level of a seed fits its VAE on the same draw of n_train architectures with the
+    same standard-normal noise scaled by σ, and samples and evolves with the same streams: two
+    levels with the same σ give the same rows, so the rows of Table 4 differ only by the noise."""
+    fits = []
+    fit_topk = VAESampler.fit_topk
+
+    def recording_fit_topk(self, archs, scores, **options):
+        fits.append((archs.clone(), torch.as_tensor(scores).clone()))
+        return fit_topk(self, archs, scores, **options)
+
+    monkeypatch.setattr(VAESampler, "fit_topk", recording_fit_topk)
+    config = load_config(None, [*TINY, "study.noise=[0.1,0.5,0.5]", "anytime.enabled=false"])
+    result = SeedResult(0)
+    TabularStudy(config, nb201)._paper_protocol(0, result, tqdm(disable=True))
+
+    (train, low), (same_train, high), _ = fits
+    assert torch.equal(train, same_train)
+    true = nb201.accuracy(train)
+    torch.testing.assert_close(high - true, 5 * (low - true))
+    vae_rows = [best for sampler, _, _, best in result.max_of_k if sampler == "vae"]  # K = 5, 20 per level
+    assert vae_rows[2:4] == vae_rows[4:6]
+    curves = [c.best for c in result.curves]  # VAE- and uniform-seeded evolution per level
+    assert curves[2:4] == curves[4:6]
 
 
 def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:
