@@ -61,7 +61,7 @@ def predecessor_name(predecessor: int) -> str:
     return ("c_{k-2}", "c_{k-1}")[predecessor] if predecessor < 2 else f"node {predecessor - 2}"
 
 
-def _make_op(token: int, channels: int, stride: int) -> nn.Module:
+def make_op(token: int, channels: int, stride: int) -> nn.Module:
     """The DARTS op of a non-`none` token at `channels` channels: [B, C, H, W] -> [B, C, H/stride, W/stride]."""
     factories: dict[str, Callable[[], nn.Module]] = {
         "avg_pool_3x3": lambda: nn.AvgPool2d(3, stride, padding=1, count_include_pad=False),
@@ -102,7 +102,7 @@ class Cell(nn.Module):
                 if token == 0:
                     continue
                 stride = 2 if reduction and predecessor < 2 else 1
-                self.edges[f"node{node}_from{predecessor}"] = _make_op(token, channels, stride)
+                self.edges[f"node{node}_from{predecessor}"] = make_op(token, channels, stride)
                 self.inputs[node].append(predecessor)
         used = {predecessor for node_inputs in self.inputs for predecessor in node_inputs}
         self.preprocess0: nn.Module | None = None

@@ -33,12 +33,22 @@ STAGE_CHANNELS = (64, 160, 320, 640)
 FIRST_CHANNELS = 16
 LAST_CHANNELS = 1024
 #: (stage, block inside the stage) of each of the 20 layers
-_LAYER_PLACES = tuple((stage, block) for stage, repeat in enumerate(STAGE_REPEATS) for block in range(repeat))
+LAYER_PLACES = tuple((stage, block) for stage, repeat in enumerate(STAGE_REPEATS) for block in range(repeat))
 
 
-def _scaled_channels(channels: int, width: float) -> int:
+def scaled_channels(channels: int, width: float) -> int:
     """channels * width rounded to a multiple of 8, at least 8 (ShuffleNetV2 splits channels in halves)."""
     return max(8, int(round(channels * width / 8)) * 8)
+
+
+def layer_shapes(width: float) -> list[tuple[int, int, int]]:
+    """(input channels, output channels, stride) of each of the 20 layers at `width`."""
+    shapes, in_channels = [], scaled_channels(FIRST_CHANNELS, width)
+    for stage, block in LAYER_PLACES:
+        out_channels = scaled_channels(STAGE_CHANNELS[stage], width)
+        shapes.append((in_channels, out_channels, 2 if block == 0 else 1))
+        in_channels = out_channels
+    return shapes
 
 
 def _pointwise(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -109,19 +119,14 @@ class ShuffleNetChild(nn.Module):
         self, tokens: list[int], num_classes: int, width: float, dropout: float, small_input: bool = False
     ) -> None:
         super().__init__()
-        first = _scaled_channels(FIRST_CHANNELS, width)
+        first = scaled_channels(FIRST_CHANNELS, width)
         stride = 1 if small_input else 2
         self.first_conv = nn.Sequential(
             nn.Conv2d(3, first, 3, stride, 1, bias=False), nn.BatchNorm2d(first), nn.ReLU(inplace=True)
         )
-        blocks = []
-        in_channels = first
-        for token, (stage, block) in zip(tokens, _LAYER_PLACES):
-            out_channels = _scaled_channels(STAGE_CHANNELS[stage], width)
-            blocks.append(ShuffleBlock(in_channels, out_channels, token, stride=2 if block == 0 else 1))
-            in_channels = out_channels
-        self.features = nn.Sequential(*blocks)
-        self.conv_last = nn.Sequential(*_pointwise(in_channels, LAST_CHANNELS), nn.ReLU(inplace=True))
+        shapes = layer_shapes(width)
+        self.features = nn.Sequential(*(ShuffleBlock(i, o, token, s) for token, (i, o, s) in zip(tokens, shapes)))
+        self.conv_last = nn.Sequential(*_pointwise(shapes[-1][1], LAST_CHANNELS), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(LAST_CHANNELS, num_classes, bias=False)
@@ -141,7 +146,7 @@ class ShuffleNetSpace(SearchSpace):
     """
 
     name = "shufflenet"
-    vocab_sizes = (len(CHOICES),) * len(_LAYER_PLACES)
+    vocab_sizes = (len(CHOICES),) * len(LAYER_PLACES)
 
     def __init__(
         self, num_classes: int = 1000, width: float = 1.0, dropout: float = 0.1, small_input: bool = False
@@ -155,7 +160,7 @@ class ShuffleNetSpace(SearchSpace):
         return torch.ones(archs.shape[0], dtype=torch.bool)
 
     def position_name(self, position: int) -> str:
-        stage, block = _LAYER_PLACES[position]
+        stage, block = LAYER_PLACES[position]
         return f"layer {position} (stage {stage}, block {block})"
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
