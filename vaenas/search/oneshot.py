@@ -1,0 +1,304 @@
+"""The one-shot VAENAS search, paper Algorithm 2 ("VAENAS-OS"), end to end.
+
+    Γ = (1-ε)·U + ε·p_θ, ε = 0                                  (MixtureSampler)
+    for i = 1 .. n_iters^sup:
+        α ~ Γ (G architectures per step), train the supernet on them         (oneshot_train)
+        if i mod n_vae == 0:
+            N_s architectures ~ Γ, scored on the supernet (BN recalibrated per architecture,
+            G-group evaluation, split across ranks), VAE.fit_topk(top K %, n_iters^vae)
+            + Fig. 2 on the supernet: pure-VAE vs pure-uniform samples scored
+        ε ← ε + ε_inc
+    N_seeds ~ p_θ (and/or U, the ablation) -> SPOS evolution on supernet scores  (oneshot_search)
+
+Every rank draws the same architectures from the shared `arch_generator` (seeded by run.seed):
+nothing is broadcast per step. `OneShotSearch` holds the whole state; `state_dict` /
+`load_state_dict` carry every part a bit-for-bit resume needs (weights, optimizer, VAE, ε, step,
+data position, generators, evolution), see oneshot_state for the checkpoint file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaenas.data import SearchData
+from vaenas.groundtruth import TabularBenchmark, load_benchmark
+from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler
+from vaenas.search.oneshot_config import OneShotConfig
+from vaenas.search.oneshot_parallel import broadcast_buffers, check_identical, checksum, split_evaluate
+from vaenas.search.oneshot_search import Evolution, SupernetOracle, cost_limit
+from vaenas.search.oneshot_train import Trainer
+from vaenas.spaces import get_space
+from vaenas.supernet import get_supernet, recalibrate
+from vaenas.supernet.evaluation import evaluate_architectures
+
+logger = logging.getLogger(__name__)
+
+#: seed offsets of the independent random streams derived from run.seed
+_VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM = 1000, 2000, 3000
+
+
+def ground_truth(space: str, dataset: str) -> TabularBenchmark | None:
+    """The packaged table of true accuracies for (space, data), or None where none exists."""
+    if space == "nasbench201" and dataset in ("cifar10", "cifar100"):
+        return load_benchmark("nasbench201", dataset)
+    if space == "nasbench101" and dataset == "cifar10":
+        return load_benchmark("nasbench101_20k")
+    return None
+
+
+def kendall_tau(scores: Tensor, truth: Tensor) -> float:
+    """Kendall τ-b between two float vectors (nan with fewer than 2 rows)."""
+    if len(scores) < 2:
+        return float("nan")
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(scores.numpy(), truth.numpy()).statistic)
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+class OneShotSearch:
+    """Algorithm 2 on one rank. `log(record)` receives every metrics record (rank 0 writes them)."""
+
+    def __init__(
+        self,
+        config: OneShotConfig,
+        data: SearchData,
+        device: torch.device,
+        world_size: int = 1,
+        log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.config, self.data, self.device, self.world_size = config, data, device, world_size
+        self.log = log or (lambda record: None)
+        seed = config.run.seed
+        self.space = get_space(config.space)
+        # the same initial weights on every rank: built from the run seed, the global stream restored
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.supernet = get_supernet(self.space, num_classes=data.num_classes, **config.supernet.options)
+        self.supernet.to(device)
+        self.vae = VAESampler(self.space, config.vae, seed=seed + _VAE_SEED)
+        self.uniform = UniformSampler(self.space)
+        self.mixture = MixtureSampler(
+            self.uniform, self.vae, epsilon=0.0,
+            epsilon_inc=config.vaenas.epsilon_inc, epsilon_max=config.vaenas.epsilon_max,
+        )
+        self.arch_generator = torch.Generator().manual_seed(seed + _ARCH_STREAM)
+        global_batch = config.data.batch_size * world_size
+        t = config.train
+        self.trainer = Trainer(
+            self.supernet, lr=t.lr * global_batch / t.lr_batch, momentum=t.momentum, nesterov=t.nesterov,
+            weight_decay=t.weight_decay, label_smoothing=t.label_smoothing, steps=t.steps, schedule=t.schedule,
+            device=device, bf16=t.bf16, world_size=world_size,
+        )
+        self.accept = cost_limit(self.space, config.search.max_params, config.search.max_flops)
+        self.benchmark = ground_truth(config.space, config.data.name)
+        self.oracle = SupernetOracle(self.space, self.score)
+        self.step = 0  # training steps done
+        self.arch_digest = ""  # chained sha256 of every architecture trained, in order
+        self.refits: list[dict[str, Any]] = []
+        self.epsilons: list[tuple[int, float]] = []  # (step, ε) at every log point
+        self.evolutions: dict[str, Evolution] = {}
+        self.seedings = ["vae", "uniform"] if config.search.seeding == "both" else [config.search.seeding]
+        self.on_step: Callable[[int, Tensor], None] | None = None  # tests: (step, archs [G, T])
+
+    # --- scoring ------------------------------------------------------------------------------
+    def _score_here(self, archs: Tensor) -> Tensor:
+        return evaluate_architectures(
+            self.supernet, archs, self.data.calibration, self.data.holdout,
+            group_size=self.config.eval.group_size, device=self.device, autocast_dtype=self.trainer.autocast_dtype,
+        ).accuracy
+
+    def score(self, archs: Tensor) -> Tensor:
+        """Supernet accuracy (%, held-out) of archs [N, T] as float64 [N], the work split across ranks."""
+        return split_evaluate(self._score_here, archs)
+
+    def _true(self, archs: Tensor) -> tuple[Tensor, Tensor]:
+        """(true accuracy of the rows the table knows, their mask) of archs [N, T]."""
+        known = self.benchmark.contains(archs)
+        return self.benchmark.accuracy(archs[known]), known
+
+    # --- Algorithm 2 --------------------------------------------------------------------------
+    def train(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+        """Training steps (lines 2-12) until `until` steps are done (default: train.steps)."""
+        until = self.config.train.steps if until is None else until
+        config = self.config
+        while self.step < until:
+            archs = self.mixture.sample(config.train.group_size, self.arch_generator)
+            self.arch_digest = hashlib.sha256(self.arch_digest.encode() + archs.numpy().tobytes()).hexdigest()
+            if self.on_step is not None:
+                self.on_step(self.step, archs)
+            images, labels = next(self.data.train)
+            loss = self.trainer.step(self.step, images, labels, archs)
+            self.step += 1
+            if self.step % config.run.log_every == 0 or self.step == config.train.steps:
+                self.epsilons.append((self.step, self.mixture.epsilon))
+                self.log({"kind": "train", "step": self.step, "loss": float(loss), "epsilon": self.mixture.epsilon,
+                          "lr": self.trainer.optimizer.param_groups[0]["lr"]})
+            if self.step % config.vaenas.refit_every == 0:
+                self.refit()
+            self.mixture.step()
+            if progress is not None:
+                progress(self.step)
+
+    def refit(self) -> dict[str, Any]:
+        """Lines 5-9: N_s architectures from Γ scored, the VAE refitted on the top K %; plus Fig. 2."""
+        v = self.config.vaenas
+        archs = self.mixture.sample(v.n_samples, self.arch_generator)
+        from_vae = self.mixture.last_from_vae.clone()
+        scores = self.score(archs)
+        fit = self.vae.fit_topk(archs, scores, v.top_fraction, self.config.vae.n_iters)
+        # every rank fitted the same VAE on the same data with the same seeds: check it
+        check_identical(checksum(self.vae.model.parameters()), f"VAE weights after the refit at step {self.step}")
+        broadcast_buffers(self.supernet)
+        record: dict[str, Any] = {
+            "kind": "refit", "step": self.step, "epsilon": self.mixture.epsilon,
+            "n_samples": len(archs), "from_vae": int(from_vae.sum()),
+            "score_mean": float(scores.mean()), "score_max": float(scores.max()), "vae_loss": fit["loss"],
+        }
+        if v.compare_samples:
+            vae_archs = self.vae.sample(v.compare_samples, self.arch_generator)
+            uniform_archs = self.uniform.sample(v.compare_samples, self.arch_generator)
+            both = self.score(torch.cat([vae_archs, uniform_archs]))
+            vae_scores, uniform_scores = both[: len(vae_archs)], both[len(vae_archs):]
+            record.update(vae_mean=float(vae_scores.mean()), vae_max=float(vae_scores.max()),
+                          uniform_mean=float(uniform_scores.mean()), uniform_max=float(uniform_scores.max()))
+            if self.benchmark is not None:
+                for name, rows in (("vae", vae_archs), ("uniform", uniform_archs)):
+                    true, known = self._true(rows)
+                    record[f"{name}_true_mean"] = float(true.mean()) if len(true) else float("nan")
+        if self.benchmark is not None:
+            true, known = self._true(archs)
+            record["kendall_tau"] = kendall_tau(scores[known], true)
+        self.refits.append(record)
+        self.log(record)
+        return record
+
+    # --- final search (lines 13-15) -----------------------------------------------------------
+    def start_search(self) -> None:
+        """Draw the seeds of every evolution of search.seeding and score them (generation 0)."""
+        s = self.config.search
+        for index, seeding in enumerate(self.seedings):
+            if seeding in self.evolutions:
+                continue
+            generator = torch.Generator().manual_seed(self.config.run.seed + _SEARCH_STREAM + index)
+            sampler = self.vae if seeding == "vae" else self.uniform
+            seeds = sampler.sample(s.seeds, generator, accept=self.accept)  # limits checked before scoring
+            evolution = Evolution(
+                self.space, self.oracle, population=s.population, parents=s.parents,
+                mutation_fraction=s.mutation_fraction, generator=generator, accept=self.accept,
+            )
+            evolution.seed(seeds)
+            self.evolutions[seeding] = evolution
+            self._log_generation(seeding, evolution)
+
+    def search_step(self) -> bool:
+        """One generation of the first evolution not finished; False when all are done."""
+        for seeding in self.seedings:
+            evolution = self.evolutions[seeding]
+            if evolution.generation <= self.config.search.generations:
+                evolution.step()
+                self._log_generation(seeding, evolution)
+                return True
+        return False
+
+    def _log_generation(self, seeding: str, evolution: Evolution) -> None:
+        arch, score = evolution.best()
+        record = {"kind": "evolution", "seeding": seeding, "generation": evolution.generation - 1,
+                  "evaluated": len(evolution.archs), "best_score": score, "arch": arch.tolist()}
+        if self.benchmark is not None and bool(self.benchmark.contains(arch[None])[0]):
+            record["best_true"] = float(self.benchmark.accuracy(arch[None])[0])
+        self.log(record)
+
+    def result(self) -> dict[str, Any]:
+        """The found architecture (best supernet score of the first seeding) and the comparison."""
+        found_by = self.seedings[0]
+        arch, score = self.evolutions[found_by].best()
+        summary: dict[str, Any] = {
+            "architecture": self.space.to_json(arch), "tokens": arch.tolist(), "found_by": found_by,
+            "supernet_score": score, "cost": self.space.cost(arch), "evolutions": {},
+        }
+        for seeding, evolution in self.evolutions.items():
+            best, best_score = evolution.best()
+            entry: dict[str, Any] = {"best_score": best_score, "tokens": best.tolist(), "evaluated": len(evolution.archs),
+                                     "curve": list(evolution.curve), "uniform_topups": evolution.uniform_topups}
+            if self.benchmark is not None:
+                true, known = self._true(evolution.archs)
+                if bool(known[int(evolution.scores.argmax())]):
+                    entry["best_true"] = float(self.benchmark.accuracy(best[None])[0])
+                entry["kendall_tau"] = kendall_tau(evolution.scores[known], true)
+            summary["evolutions"][seeding] = entry
+        if self.benchmark is not None and "best_true" in summary["evolutions"][found_by]:
+            summary["true_accuracy"] = summary["evolutions"][found_by]["best_true"]
+            summary["table_best"] = self.benchmark.best()[1]
+        return summary
+
+    def export_child(self, arch: Tensor) -> torch.nn.Module:
+        """The child network of arch [T] with the supernet's weights and BN statistics recalibrated for it."""
+        arch = arch[None]
+        with recalibrate(self.supernet, 1):
+            for images, _ in self.data.calibration:
+                self.supernet(images.to(self.device), arch)
+        try:
+            return self.supernet.export_child(arch[0], group=0)
+        finally:
+            from vaenas.supernet import clear_group_statistics
+
+            clear_group_statistics(self.supernet)
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a bit-for-bit resume needs (tensors and plain data: torch.load(weights_only=True))."""
+        state = {
+            "step": self.step,
+            "supernet": self.supernet.state_dict(),
+            "optimizer": self.trainer.optimizer.state_dict(),
+            "vae": self.vae.state_dict(),
+            "mixture": self.mixture.state_dict(),
+            "arch_generator": self.arch_generator.get_state(),
+            "arch_digest": self.arch_digest,
+            "data": self.data.train.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "refits": self.refits,
+            "epsilons": [list(e) for e in self.epsilons],
+            # the oracle's cache is the union of the evolutions' histories: restored from them
+            "evolutions": {k: e.state_dict() for k, e in self.evolutions.items()},
+        }
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.supernet.load_state_dict(state["supernet"])
+        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.vae.load_state_dict(state["vae"])
+        self.mixture.load_state_dict(state["mixture"])
+        self.arch_generator.set_state(state["arch_generator"])
+        self.arch_digest = str(state["arch_digest"])
+        self.data.train.load_state_dict(state["data"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        self.refits = list(state["refits"])
+        self.epsilons = [tuple(e) for e in state["epsilons"]]
+        for seeding, evolution_state in state["evolutions"].items():
+            s = self.config.search
+            evolution = Evolution(
+                self.space, self.oracle, population=s.population, parents=s.parents,
+                mutation_fraction=s.mutation_fraction, generator=torch.Generator(), accept=self.accept,
+            )
+            evolution.load_state_dict(evolution_state)
+            self.evolutions[seeding] = evolution

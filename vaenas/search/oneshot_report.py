@@ -1,0 +1,99 @@
+"""Plots (PNG, matplotlib Agg) and the markdown report of a one-shot search run.
+
+- refits.png: supernet accuracy of pure-VAE vs pure-uniform samples at each refit (the paper's
+  Fig. 2 measured on the supernet), mean and max;
+- epsilon.png: the ε schedule of Γ = (1-ε)U + ε·VAE over training steps;
+- evolution.png: best supernet score per generation, VAE-seeded vs uniformly seeded.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict[str, Any]) -> list[str]:
+    """The three PNGs in run_dir; returns their file names."""
+    plt = _figure()
+    names = []
+    compared = [r for r in refits if "vae_mean" in r]
+    if compared:
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        steps = [r["step"] for r in compared]
+        ax.plot(steps, [r["vae_mean"] for r in compared], "o-", label="VAE samples (mean)")
+        ax.plot(steps, [r["uniform_mean"] for r in compared], "s-", label="uniform samples (mean)")
+        ax.plot(steps, [r["vae_max"] for r in compared], "o--", alpha=0.5, label="VAE (max)")
+        ax.plot(steps, [r["uniform_max"] for r in compared], "s--", alpha=0.5, label="uniform (max)")
+        ax.set(xlabel="training step (refit)", ylabel="supernet accuracy (%)", title="VAE vs uniform samples")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(run_dir / "refits.png", dpi=100)
+        plt.close(fig)
+        names.append("refits.png")
+    if epsilons:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot([e[0] for e in epsilons], [e[1] for e in epsilons])
+        ax.set(xlabel="training step", ylabel="ε", title="Γ = (1-ε)U + ε·VAE", ylim=(0, 1.02))
+        fig.tight_layout()
+        fig.savefig(run_dir / "epsilon.png", dpi=100)
+        plt.close(fig)
+        names.append("epsilon.png")
+    if summary.get("evolutions"):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for seeding, entry in summary["evolutions"].items():
+            ax.plot(range(len(entry["curve"])), entry["curve"], "o-", label=f"{seeding}-seeded")
+        ax.set(xlabel="generation (0 = seeds)", ylabel="best supernet accuracy (%)", title="evolution")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(run_dir / "evolution.png", dpi=100)
+        plt.close(fig)
+        names.append("evolution.png")
+    return names
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, run_dir: Path) -> str:
+    """The short report printed at the end and written to report.md."""
+    lines = [
+        "# One-shot VAENAS (Algorithm 2)", "",
+        f"found architecture ({summary['found_by']}-seeded evolution): `{summary['tokens']}`",
+        f"  {summary['architecture']}",
+        f"  supernet accuracy {_f(summary['supernet_score'])} %, params {summary['cost']['params']:.0f}, "
+        f"FLOPs {summary['cost']['flops']:.3g}",
+    ]
+    if "true_accuracy" in summary:
+        lines.append(f"  true accuracy (packaged table) {_f(summary['true_accuracy'])} % "
+                     f"(best in the table {_f(summary['table_best'])} %)")
+    lines += ["", "## Supernet accuracy of VAE vs uniform samples at each refit (Fig. 2 on the supernet)", "",
+              "| step | ε | Γ samples mean / max | VAE mean / max | uniform mean / max | τ (true) |",
+              "|---:|---:|---:|---:|---:|---:|"]
+    for r in refits:
+        lines.append(
+            f"| {r['step']} | {r['epsilon']:.3f} | {_f(r['score_mean'])} / {_f(r['score_max'])} | "
+            f"{_f(r.get('vae_mean'))} / {_f(r.get('vae_max'))} | {_f(r.get('uniform_mean'))} / {_f(r.get('uniform_max'))}"
+            f" | {_f(r.get('kendall_tau'), 3)} |"
+        )
+    lines += ["", "## Final evolution: VAE-seeded vs uniformly seeded", "",
+              "| seeding | best supernet acc. | evaluated | best per generation | true acc. | τ (true) |",
+              "|---|---:|---:|---|---:|---:|"]
+    for seeding, entry in summary["evolutions"].items():
+        curve = " → ".join(_f(c, 1) for c in entry["curve"])
+        lines.append(f"| {seeding} | {_f(entry['best_score'])} | {entry['evaluated']} | {curve} | "
+                     f"{_f(entry.get('best_true'))} | {_f(entry.get('kendall_tau'), 3)} |")
+    lines += ["", f"wall time {wall_seconds:.0f} s; run folder {run_dir}"]
+    return "\n".join(lines)

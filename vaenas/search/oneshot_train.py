@@ -1,0 +1,135 @@
+"""One supernet training step of the one-shot search, as the SPOS-style implementations do it.
+
+- SGD with momentum; `zero_grad(set_to_none=True)` before every step, so a candidate the step's
+  architectures did not use keeps `grad = None`, and torch's SGD skips such parameters entirely:
+  no gradient, no momentum update, no weight decay (a sampled-away op is bit-for-bit unchanged;
+  with zero-filled gradients, momentum and decay would keep moving it).
+- no weight decay on batch-norm parameters and biases (they set scales and offsets, which decay
+  would shrink for no regularisation benefit);
+- label smoothing, a learning rate decayed per step (linear to 0 as in the paper's A.1);
+- on a GPU: bf16 autocast and channels-last images and weights.
+
+Multi-process: see `allreduce_used_gradients`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+#: bytes per all-reduce bucket (DDP's default bucket size)
+BUCKET_BYTES = 25 << 20
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """SGD parameter groups: weight decay on conv / linear weights only, none on batch-norm
+    parameters and biases (every parameter of dimension <= 1)."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.dim() <= 1 else decay).append(parameter)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def learning_rate(base: float, step: int, steps: int, schedule: str) -> float:
+    """The learning rate of 0-based step `step` of `steps`: linear (to 0 at the end), cosine, constant."""
+    progress = step / steps
+    if schedule == "linear":
+        return base * (1.0 - progress)
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base
+
+
+def allreduce_used_gradients(parameters: list[nn.Parameter], world_size: int) -> None:
+    """Average across ranks the gradients of the parameters this step used, in flat buckets.
+
+    Why not DistributedDataParallel: DDP all-reduces a fixed bucket layout of EVERY parameter and,
+    when a step leaves some unused (every step of a one-shot supernet does), needs
+    find_unused_parameters=True, which walks the autograd graph after each forward to mark them
+    and then reduces zeros for them — and those zero gradients would be fed to momentum and
+    weight decay, moving candidates the step never used. Here every rank draws the same
+    architectures from the same seed, so the set of parameters with a gradient is identical on
+    every rank (and in the same order): all-reducing exactly those is correct, needs no graph
+    walk, sends only the used weights, and leaves unused ones with grad None.
+    """
+    if world_size == 1:
+        return
+    for bucket in _buckets([p.grad for p in parameters if p.grad is not None]):
+        flat = _flatten_dense_tensors(bucket)
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+        for target, reduced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+            target.copy_(reduced)
+
+
+def _buckets(grads: list[Tensor]) -> Iterator[list[Tensor]]:
+    """Consecutive runs of tensors of one dtype and about BUCKET_BYTES."""
+    bucket: list[Tensor] = []
+    size = 0
+    for grad in grads:
+        if bucket and (grad.dtype != bucket[0].dtype or size >= BUCKET_BYTES):
+            yield bucket
+            bucket, size = [], 0
+        bucket.append(grad)
+        size += grad.numel() * grad.element_size()
+    if bucket:
+        yield bucket
+
+
+class Trainer:
+    """Trains a supernet on (images [G*b, ...], labels [G*b], archs [G, T]) steps."""
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        *,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        weight_decay: float,
+        label_smoothing: float,
+        steps: int,
+        schedule: str,
+        device: torch.device,
+        bf16: bool,
+        world_size: int = 1,
+    ) -> None:
+        self.supernet, self.device, self.world_size = supernet, device, world_size
+        self.base_lr, self.steps, self.schedule, self.label_smoothing = lr, steps, schedule, label_smoothing
+        self.gpu = device.type == "cuda"
+        self.autocast_dtype = torch.bfloat16 if (self.gpu and bf16) else None
+        if self.gpu:
+            supernet.to(memory_format=torch.channels_last)
+        self.parameters = [p for p in supernet.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            parameter_groups(supernet, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
+        )
+
+    def step(self, index: int, images: Tensor, labels: Tensor, archs: Tensor) -> Tensor:
+        """Training step `index` (0-based) on one batch; returns the loss (a 0-dim tensor, not synced)."""
+        lr = learning_rate(self.base_lr, index, self.steps, self.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.gpu:
+            images = images.contiguous(memory_format=torch.channels_last)
+        self.supernet.train()
+        self.optimizer.zero_grad(set_to_none=True)  # unused candidates keep grad None: SGD skips them
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            logits = self.supernet(images, archs)
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        loss.backward()
+        allreduce_used_gradients(self.parameters, self.world_size)
+        self.optimizer.step()
+        return loss.detach()
