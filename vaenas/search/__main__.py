@@ -2,7 +2,11 @@
 
 With no arguments: NAS-Bench-201 CIFAR-10 with the defaults (about two minutes on 2 CPU cores).
 Under `torchrun -m vaenas.search`, the seeds are split across ranks (gloo) and gathered on rank 0,
-which alone writes the run folder and prints the tables.
+which alone writes the tables, figures and report, and prints the tables.
+
+Each finished seed is saved at once (seeds/seed-<n>.json in the run folder, atomically), so a run
+that dies loses only the seeds in progress: `--resume RUN_DIR` runs the missing seeds with the
+folder's config.yaml and writes the same outputs as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -12,14 +16,13 @@ import logging
 import os
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
-
-import torch.distributed as dist
+from typing import Any
 
 from vaenas.groundtruth import GroundTruthError, load_benchmark
-from vaenas.search.config import ConfigError, TabularConfig, check_budgets, describe_options, load_config
-from vaenas.search.tabular import run_study, write_run
+from vaenas.runtime import RunFolder, default_run_path, distributed_run
+from vaenas.search.config import ConfigError, TabularConfig, check_budgets, describe_options, load_config, to_dict
+from vaenas.search.tabular import load_seeds, run_study, save_seed, write_run
 
 logger = logging.getLogger("vaenas.search")
 
@@ -31,27 +34,74 @@ def _parser() -> argparse.ArgumentParser:
         "seeded evolution, any-time curves. Options are set in a YAML file (--config) and/or as key=value.",
         epilog="options (key=default (type) description):\n" + "\n".join(describe_options())
         + "\n\nexamples:\n  python -m vaenas.search study.seeds=5 vae.hidden_dim=128\n"
-        "  python -m vaenas.search --config tabular_nb101 --out runs/nb101",
+        "  python -m vaenas.search --config tabular_nb101 --out runs/nb101\n"
+        "  python -m vaenas.search --resume runs/nb101         # finish a run that was stopped",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="YAML config file, or a packaged one: tabular_nb201, tabular_nb101")
     parser.add_argument("--out", help="run folder (default: runs/<benchmark>-<time>)")
+    parser.add_argument(
+        "--resume", metavar="RUN_DIR",
+        help="continue the run in RUN_DIR with its config.yaml: finished seeds are kept, the others run "
+        "(key=value may change only " + ", ".join(sorted(_RESUME_MAY_CHANGE)) + ")",
+    )
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. study.seeds=3")
     return parser
 
 
-def _run_dir(config: TabularConfig) -> Path:
-    if config.out:
-        return Path(config.out)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{config.benchmark.name}-{config.benchmark.dataset}-{stamp}"
+#: options a resumed run may set differently: they do not change what a seed computes
+_RESUME_MAY_CHANGE = {"progress", "study.seeds", "out"}
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _config(arguments: argparse.Namespace) -> TabularConfig:
+    """The config of a new run, or of the run being resumed (its config.yaml plus allowed overrides)."""
+    if not arguments.resume:
+        return load_config(arguments.config, list(arguments.overrides) + (
+            [f"out={arguments.out}"] if arguments.out else []))
+    if arguments.config or arguments.out:
+        raise ConfigError("--resume takes the run folder's own config: give neither --config nor --out")
+    saved = Path(arguments.resume) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"--resume {arguments.resume}: no config.yaml there (not a run folder of vaenas.search?)")
+    here = [f"out={arguments.resume}"]
+    config = load_config(saved, list(arguments.overrides) + here)
+    before, after = _flat(to_dict(load_config(saved, here))), _flat(to_dict(config))
+    changed = sorted(key for key in before.keys() | after.keys()
+                     if before.get(key) != after.get(key) and key not in _RESUME_MAY_CHANGE)
+    if changed:
+        raise ConfigError(f"--resume: {', '.join(changed)} would differ from the run's config.yaml; finished seeds "
+                          f"were computed with it (only {', '.join(sorted(_RESUME_MAY_CHANGE))} may change)")
+    return config
+
+
+def _open_run_folder(config: TabularConfig, resume: bool) -> tuple[str, list[int], str | None]:
+    """Rank 0: create the run folder, write config.yaml, list the finished seeds.
+    Returns (folder, finished seeds, error message or None), which rank 0 broadcasts."""
+    path = Path(config.out) if config.out else default_run_path(f"{config.benchmark.name}-{config.benchmark.dataset}")
+    folder = RunFolder(path)
+    done = sorted(load_seeds(folder))
+    if done and not resume:
+        return str(path), done, (f"{path} already holds finished seeds {done}: continue it with --resume {path}, "
+                                 "or choose another --out")
+    config.out = str(path)
+    folder.write_config(to_dict(config))
+    return str(path), done, None
 
 
 def main(argv: list[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
-    overrides = list(arguments.overrides) + ([f"out={arguments.out}"] if arguments.out else [])
     try:
-        config = load_config(arguments.config, overrides)
+        config = _config(arguments)
     except ConfigError as error:
         print(f"python -m vaenas.search: error: {error}", file=sys.stderr)
         return 2
@@ -75,26 +125,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m vaenas.search: error: {error}", file=sys.stderr)
         return 2
 
-    if world_size > 1:
-        dist.init_process_group("gloo", init_method="env://")
-    started = time.perf_counter()
-    seeds = [config.study.seed + i for i in range(config.study.seeds)]
-    # split by global rank (never local rank: that repeats seeds on every node)
-    mine = seeds[rank::world_size]
-    logger.info("%s: %d architectures; seeds %s%s", benchmark.name, len(benchmark), mine,
-                f" (rank {rank} of {world_size})" if world_size > 1 else "")
-    results = run_study(config, benchmark, mine, show_progress=config.progress and rank == 0)
-    if world_size > 1:
-        gathered: list = [None] * world_size
-        dist.all_gather_object(gathered, results)
-        results = [result for part in gathered for result in part]
-        dist.destroy_process_group()
-    if rank != 0:
-        return 0
-    run_dir = _run_dir(config)
-    report = write_run(run_dir, config, benchmark, results, time.perf_counter() - started)
-    print(report)
-    print(f"run folder: {run_dir}")
+    # One shutdown for all ranks (vaenas.runtime): rank 0 writes everything inside the block; on
+    # leaving it every rank meets at a barrier, so no rank leaves the process group (and the job)
+    # before rank 0's outputs are on disk; then the group is destroyed and main returns.
+    with distributed_run(backend="gloo") as context:
+        started = time.perf_counter()
+        opened = _open_run_folder(config, resume=bool(arguments.resume)) if context.is_main else None
+        # broadcast: every rank uses rank 0's folder name (default: rank 0's clock) and list of
+        # finished seeds, taken before any rank can finish a new one
+        path, done, error = context.broadcast_object(opened)
+        if error:
+            if context.is_main:
+                print(f"python -m vaenas.search: error: {error}", file=sys.stderr)
+            return 2
+        folder = RunFolder(path)
+        seeds = [config.study.seed + i for i in range(config.study.seeds)]
+        todo = [seed for seed in seeds if seed not in done]
+        mine = context.shard(todo)  # split by global rank (never local rank: that repeats seeds on every node)
+        logger.info("%s: %d architectures; seeds %s%s%s", benchmark.name, len(benchmark), mine,
+                    f" (rank {rank} of {world_size})" if world_size > 1 else "",
+                    f"; finished before: {[s for s in seeds if s in done]}" if len(todo) < len(seeds) else "")
+        new = run_study(config, benchmark, mine, show_progress=config.progress and context.is_main,
+                        on_result=lambda result: save_seed(folder, result))
+        gathered = [result for part in context.all_gather_object(new) for result in part]
+        if context.is_main:
+            finished = load_seeds(folder)
+            for result in gathered:  # on several nodes without a shared file system, the others' seeds
+                if result.seed not in finished:
+                    save_seed(folder, result)
+                    finished[result.seed] = result
+            results = [finished[seed] for seed in seeds]
+            report = write_run(folder.path, config, benchmark, results, time.perf_counter() - started)
+            print(report)
+            print(f"run folder: {folder.path}")
     return 0
 
 

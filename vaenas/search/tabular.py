@@ -24,10 +24,9 @@ import io
 import json
 import logging
 import math
-import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -36,6 +35,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from vaenas.groundtruth import TabularBenchmark
+from vaenas.runtime import RunFolder, write_atomic
 from vaenas.sampler import MixtureSampler, VAESampler
 from vaenas.search.config import TabularConfig, check_budgets, to_dict
 from vaenas.search.evolution import (
@@ -118,6 +118,21 @@ class SeedResult:
     curves: list[Curve] = field(default_factory=list)
     found: list[Found] = field(default_factory=list)
     histogram: dict[str, list[float]] = field(default_factory=dict)  # sampler label -> accuracies (first seed)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (floats round-trip exactly through json: Python writes their repr)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, document: dict) -> SeedResult:
+        """The SeedResult that to_dict described (JSON turns its tuples into lists: undone here)."""
+        return cls(
+            seed=int(document["seed"]),
+            max_of_k=[tuple(entry) for entry in document["max_of_k"]],
+            curves=[Curve(**curve) for curve in document["curves"]],
+            found=[Found(**found) for found in document["found"]],
+            histogram=dict(document["histogram"]),
+        )
 
 
 def _generator(seed: int, stream: int) -> torch.Generator:
@@ -265,24 +280,50 @@ class TabularStudy:
 
 
 def run_study(
-    config: TabularConfig, benchmark: TabularBenchmark, seeds: Iterable[int], show_progress: bool = True
+    config: TabularConfig,
+    benchmark: TabularBenchmark,
+    seeds: Iterable[int],
+    show_progress: bool = True,
+    on_result: Callable[[SeedResult], None] | None = None,
 ) -> list[SeedResult]:
-    """The study for each seed, with one progress bar on stderr."""
+    """The study for each seed, with one progress bar on stderr. `on_result` is called with each
+    seed's result as soon as it is done (the CLI saves it there: a killed run loses at most the
+    seeds in progress)."""
     study = TabularStudy(config, benchmark)
     seeds = list(seeds)
     total = study.tasks_per_seed() * len(seeds)
+    results = []
     with tqdm(total=total, desc=f"tabular {benchmark.name}", unit="task", disable=not show_progress) as bar:
-        return [study.run_seed(seed, bar) for seed in seeds]
+        for seed in seeds:
+            results.append(study.run_seed(seed, bar))
+            if on_result is not None:
+                on_result(results[-1])
+    return results
+
+
+# --- finished seeds in the run folder -----------------------------------------------------------
+
+#: the run folder's group of finished seeds: seeds/seed-<n>.json, one SeedResult each
+SEED_GROUP = "seeds"
+
+
+def save_seed(folder: RunFolder, result: SeedResult) -> None:
+    """seeds/seed-<n>.json, written atomically: it is there whole or not at all."""
+    folder.save_unit(SEED_GROUP, f"seed-{result.seed}", result.to_dict())
+
+
+def load_seeds(folder: RunFolder) -> dict[int, SeedResult]:
+    """{seed: SeedResult} of every finished seed in the run folder."""
+    results = {}
+    for name, document in folder.load_units(SEED_GROUP).items():
+        result = SeedResult.from_dict(document)
+        if name != f"seed-{result.seed}":
+            raise ValueError(f"{folder.unit_path(SEED_GROUP, name)} holds seed {result.seed}")
+        results[result.seed] = result
+    return results
 
 
 # --- outputs ----------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write path through a temporary file and os.replace, so readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(temporary, path)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
