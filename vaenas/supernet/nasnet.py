@@ -129,10 +129,7 @@ class NASNetSupernet(Supernet):
 
     def forward(self, images: Tensor, archs: Tensor) -> Tensor:  # type: ignore[override]
         archs, segments = check_groups(images, archs, self.space)
-        invalid = (~self.space.is_valid(archs)).nonzero().flatten()
-        if len(invalid):
-            row = int(invalid[0])
-            raise ValueError(f"nasnet supernet: architecture {row} is invalid: {self.space.invalid_reason(archs[row])}")
+        archs = self.space.check_valid(archs, "the supernet forward")  # a node with no input has no value
         normal, reduce = archs[:, :EDGES_PER_CELL], archs[:, EDGES_PER_CELL:]
         s0 = s1 = self.stem(images, segments)
         for cell in self.cells:
