@@ -1,4 +1,5 @@
 """`python -m vaenas.search [--config FILE] [--out DIR] [key=value ...]`: the tabular VAENAS study.
+(`method=oneshot ...`: the one-shot search, Algorithm 2; see vaenas.search.oneshot_cli.)
 
 With no arguments: NAS-Bench-201 CIFAR-10 with the defaults (about two minutes on 2 CPU cores).
 Under `torchrun -m vaenas.search`, the seeds are split across ranks (gloo) and gathered on rank 0,
@@ -22,6 +23,8 @@ from typing import Any
 from vaenas.groundtruth import GroundTruthError, load_benchmark
 from vaenas.runtime import RunFolder, default_run_path, distributed_run
 from vaenas.search.config import ConfigError, TabularConfig, check_budgets, describe_options, load_config, to_dict
+from vaenas.search.oneshot_cli import main as oneshot_main
+from vaenas.search.oneshot_cli import method_of
 from vaenas.search.tabular import load_seeds, run_study, save_seed, write_run
 
 logger = logging.getLogger("vaenas.search")
@@ -99,6 +102,17 @@ def _open_run_folder(config: TabularConfig, resume: bool) -> tuple[str, list[int
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # one CLI for every method: `method=oneshot` (or a --config / --resume folder saying so) runs
+    # Algorithm 2 (vaenas.search.oneshot_cli); the default stays this tabular study
+    method = method_of(argv)
+    if method == "oneshot":
+        return oneshot_main(argv)
+    if method != "tabular":
+        print(f"python -m vaenas.search: error: method: unknown value {method!r}; choose one of tabular, oneshot",
+              file=sys.stderr)
+        return 2
+    argv = [argument for argument in argv if not argument.startswith("method=")]
     arguments = _parser().parse_args(argv)
     try:
         config = _config(arguments)

@@ -229,6 +229,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 def _check_range(value: Any, metadata: typing.Mapping[str, Any], key: str) -> None:
     for element in value if isinstance(value, (list, tuple)) else [value]:
+        if element is None:  # an optional value left unset: nothing to range-check
+            continue
         choices = metadata.get("choices")
         if choices is not None and element not in choices:
             close = difflib.get_close_matches(str(element), [str(c) for c in choices], n=1)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from vaenas.data import SearchData
 from vaenas.groundtruth import TabularBenchmark, load_benchmark
+from vaenas.runtime import rng_state, set_rng_state
 from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler
 from vaenas.search.oneshot_config import OneShotConfig
 from vaenas.search.oneshot_parallel import broadcast_buffers, check_identical, checksum, split_evaluate
@@ -270,14 +271,12 @@ class OneShotSearch:
             "arch_generator": self.arch_generator.get_state(),
             "arch_digest": self.arch_digest,
             "data": self.data.train.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "rng": rng_state(),  # global streams (nothing draws from them today; kept for exactness)
             "refits": self.refits,
             "epsilons": [list(e) for e in self.epsilons],
             # the oracle's cache is the union of the evolutions' histories: restored from them
             "evolutions": {k: e.state_dict() for k, e in self.evolutions.items()},
         }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -289,9 +288,7 @@ class OneShotSearch:
         self.arch_generator.set_state(state["arch_generator"])
         self.arch_digest = str(state["arch_digest"])
         self.data.train.load_state_dict(state["data"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        set_rng_state(state["rng"])
         self.refits = list(state["refits"])
         self.epsilons = [tuple(e) for e in state["epsilons"]]
         for seeding, evolution_state in state["evolutions"].items():

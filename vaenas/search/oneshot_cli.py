@@ -2,7 +2,7 @@
 
 Runs Algorithm 2 (vaenas.search.oneshot) in a run folder:
     config.yaml      the resolved config          metrics.jsonl   one JSON record per line
-    checkpoint.pt    the latest checkpoint        architecture.json, child.pt (state_dict), report.md
+    checkpoints/     the latest two checkpoints   architecture.json, child.pt (state_dict), report.md
     refits.png, epsilon.png, evolution.png
 Under torchrun every rank runs the loop; rank 0 alone writes. `--resume RUN_DIR` continues a run
 from its checkpoint bit for bit (the config is read from RUN_DIR; overrides may change only keys
@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
-import yaml
 
 from vaenas.data import DataError, build_search_data
 from vaenas.search import oneshot_checkpoint
 from vaenas.search.config import ConfigError, describe_options, load_config, read_yaml, to_dict
 from vaenas.search.oneshot import OneShotSearch, resolve_device
-from vaenas.search.oneshot_checkpoint import CheckpointError
+from vaenas.runtime import CheckpointError, DistributedContext, RunFolder, distributed_run, save_checkpoint
 from vaenas.search.oneshot_config import OneShotConfig, fingerprint
 from vaenas.search.oneshot_report import markdown, write_plots
 
@@ -90,52 +88,16 @@ def _load(arguments: argparse.Namespace) -> tuple[OneShotConfig, Path | None]:
     return load_config(run_dir / "config.yaml", overrides + [f"out={run_dir}"], cls=OneShotConfig), run_dir
 
 
-class _Distributed:
-    """RANK / WORLD_SIZE / LOCAL_RANK of torchrun; gloo on CPUs, NCCL on GPUs.
+class _Metrics:
+    """Rank 0's metrics log (RunFolder.log_metrics), counting its lines for the checkpoint."""
 
-    Shutdown: rank 0 writes its outputs first, then every rank meets at a barrier, then leaves the
-    process group, so no rank exits (and torchrun tears the job down) while rank 0 is still writing.
-    """
+    def __init__(self, folder: RunFolder | None) -> None:
+        self.folder, self.lines = folder, 0
 
-    def __init__(self, device_name: str) -> None:
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.device = resolve_device(device_name, self.local_rank)
-        if self.world_size > 1 and not dist.is_initialized():
-            if self.device.type == "cuda":
-                torch.cuda.set_device(self.device)
-            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo", init_method="env://")
-
-    def close(self) -> None:
-        if self.world_size > 1 and dist.is_initialized():
-            dist.barrier()
-            dist.destroy_process_group()
-
-
-class _RunFolder:
-    """Rank 0's outputs: config, metrics lines, checkpoints (others write nothing)."""
-
-    def __init__(self, path: Path, writer: bool) -> None:
-        self.path, self.writer = path, writer
-        self.metrics_lines = 0
-        if writer:
-            path.mkdir(parents=True, exist_ok=True)
-
-    def log(self, record: dict[str, Any]) -> None:
-        if not self.writer:
-            return
-        with open(self.path / "metrics.jsonl", "a") as file:
-            file.write(json.dumps(record) + "\n")
-        self.metrics_lines += 1
-
-    def truncate_metrics(self, lines: int) -> None:
-        """Drop metrics written after the checkpoint a resumed run continues from."""
-        self.metrics_lines = lines
-        if not self.writer or not (self.path / "metrics.jsonl").exists():
-            return
-        kept = (self.path / "metrics.jsonl").read_text().splitlines(keepends=True)[:lines]
-        (self.path / "metrics.jsonl").write_text("".join(kept))
+    def __call__(self, record: dict[str, Any]) -> None:
+        if self.folder is not None:
+            self.folder.log_metrics(record.get("step"), **{k: v for k, v in record.items() if k != "step"})
+            self.lines += 1
 
 
 def _default_dir(config: OneShotConfig) -> Path:
@@ -145,30 +107,41 @@ def _default_dir(config: OneShotConfig) -> Path:
     return Path("runs") / f"oneshot-{config.space}-{config.data.name}-{stamp}"
 
 
-def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: _Distributed) -> int:
-    """Algorithm 2 in run_dir; returns the exit status."""
-    writer = ctx.rank == 0
-    folder = _RunFolder(run_dir, writer)
+def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> int:
+    """Algorithm 2 in run_dir; returns the exit status. Rank 0 writes, inside the caller's
+    distributed_run block (so every rank stays in the group until the outputs are on disk)."""
+    writer = ctx.is_main
+    folder = RunFolder(run_dir) if writer else None
+    metrics = _Metrics(folder)
     config_fingerprint = fingerprint(to_dict(config))
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     data = build_search_data(config.data, ctx.rank, ctx.world_size)
-    search = OneShotSearch(config, data, ctx.device, ctx.world_size, log=folder.log)
-    phase = "train"
+    device = ctx.device if config.train.device == "auto" else resolve_device(config.train.device, ctx.local_rank)
+    search = OneShotSearch(config, data, device, ctx.world_size, log=metrics)
+    phase, latest = "train", None
     if resume:
-        payload = oneshot_checkpoint.load(run_dir / "checkpoint.pt", space=config.space, config=config_fingerprint)
-        search.load_state_dict(payload["state"])
-        phase = payload["phase"]
-        folder.truncate_metrics(int(payload["metrics_lines"]))
-        logger.info("resumed %s at step %d (%s phase)", run_dir, search.step, phase)
-    elif writer:
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+        latest = RunFolder(run_dir).latest_checkpoint()
+        if latest is None:
+            raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+        saved = oneshot_checkpoint.load(latest, space=config.space, config=config_fingerprint)
+        search.load_state_dict(saved["state"])
+        phase = saved["phase"]
+        metrics.lines = int(saved["metrics_lines"])
+        if folder is not None:
+            folder.truncate_metrics(metrics.lines)
+        logger.info("resumed %s at step %d (%s phase)", latest, search.step, phase)
+    elif folder is not None:
+        folder.write_config(to_dict(config))
+    # checkpoint number: the training step, then one more per evolution generation (names sort by it)
+    saves = [int(latest.stem.split("-")[-1]) if resume else 0]
 
     def checkpoint(current_phase: str) -> None:
-        if writer:
-            oneshot_checkpoint.save(run_dir / "checkpoint.pt", space=config.space, config=config_fingerprint,
-                                    phase=current_phase, metrics_lines=folder.metrics_lines,
-                                    state=search.state_dict())
+        saves[0] = max(saves[0] + 1, search.step)
+        if folder is not None:
+            folder.save_checkpoint(oneshot_checkpoint.payload(
+                space=config.space, config=config_fingerprint, phase=current_phase,
+                metrics_lines=metrics.lines, state=search.state_dict()), saves[0])
 
     started = time.perf_counter()
     steps = config.train.steps
@@ -208,7 +181,7 @@ def _write_outputs(search: OneShotSearch, summary: dict[str, Any], run_dir: Path
     arch = torch.tensor(summary["tokens"])
     (run_dir / "architecture.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     child = search.export_child(arch)
-    oneshot_checkpoint.write_atomic_torch(run_dir / "child.pt", child.state_dict())
+    save_checkpoint(run_dir / "child.pt", child.state_dict())
     write_plots(run_dir, search.refits, search.epsilons, summary)
     report = markdown(summary, search.refits, seconds, run_dir)
     (run_dir / "report.md").write_text(report + "\n")
@@ -227,16 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
-    ctx = _Distributed(config.train.device)
-    status = 1
+    backend = "gloo" if config.train.device == "cpu" else None  # None: nccl with CUDA, else gloo
     try:
-        run_dir = resume_dir if resume_dir is not None else _default_dir(config)
-        status = run(config, run_dir, resume_dir is not None, ctx)
-        if ctx.rank == 0 and status == 0:
-            print(f"run folder: {run_dir}")
+        with distributed_run(backend) as ctx:
+            run_dir = resume_dir if resume_dir is not None else _default_dir(config)
+            status = run(config, run_dir, resume_dir is not None, ctx)
+            if ctx.is_main and status == 0:
+                print(f"run folder: {run_dir}")
     except (DataError, CheckpointError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
-        status = 1
-    finally:
-        ctx.close()
+        return 1
     return status

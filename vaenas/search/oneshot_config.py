@@ -56,7 +56,9 @@ class TrainConfig:
     )
     device: str = option("auto", "auto (cuda:LOCAL_RANK when available, else cpu), cpu or cuda")
     bf16: bool = option(True, "bf16 autocast and channels-last on a GPU (ignored on the CPU)")
-    threads: int | None = option(None, "intra-op CPU threads per rank (null: torch's default)", at_least=1)
+    # 1, not torch's default (all cores): one-shot steps are many small ops, and on a shared 2-core
+    # machine 2 threads ran a demo step 4x slower than 1 (OpenMP barriers wait for the busy core)
+    threads: int | None = option(1, "intra-op CPU threads per rank (null: torch's default)", at_least=1)
 
 
 @dataclass
@@ -119,7 +121,8 @@ class OneShotConfig:
     space: str = option("nasbench201", "search space", choices=ONESHOT_SPACES)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(
-        name="digits", batch_size=64, holdout=300, calibration_images=128, eval_batch_size=150, load_test=False,
+        name="digits", image_size=16, batch_size=64, holdout=200, calibration_images=64, eval_batch_size=200,
+        load_test=False,
     ))
     train: TrainConfig = field(default_factory=TrainConfig)
     vaenas: VAENASConfig = field(default_factory=VAENASConfig)
