@@ -29,10 +29,12 @@ from vaenas.supernet.base import (
 )
 from vaenas.supernet.layers import FactorizedReduce, ReLUConvBN, segmented
 
-#: a cell's edge names in token order (the child's keys): node0_from0, node0_from1, node1_from0, ...
-EDGE_NAMES = tuple(f"node{node}_from{p}" for node in range(NODES) for p in range(2 + node))
+#: (node, predecessor) of a cell's 14 edges in token order
+_EDGES = tuple((node, p) for node in range(NODES) for p in range(2 + node))
+#: their names, the child's keys: node0_from0, node0_from1, node1_from0, ...
+EDGE_NAMES = tuple(f"node{node}_from{p}" for node, p in _EDGES)
 #: positions (inside a cell) of the edges that read cell input 0 (c_{k-2}) and 1 (c_{k-1})
-_INPUT_EDGES = tuple([NODE_OFFSETS[node] + p for node in range(NODES)] for p in range(2))
+_INPUT_EDGES = tuple([i for i, (_, p) in enumerate(_EDGES) if p == source] for source in range(2))
 
 
 def _candidates(channels: int, stride: int) -> nn.ModuleList:
@@ -58,9 +60,8 @@ class SearchCell(nn.Module):
         )
         self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0)
         self.edges = nn.ModuleDict()
-        for name in EDGE_NAMES:
-            from_input = int(name.rsplit("from", 1)[1]) < 2
-            self.edges[name] = _candidates(channels, 2 if reduction and from_input else 1)
+        for name, (_, p) in zip(EDGE_NAMES, _EDGES):
+            self.edges[name] = _candidates(channels, 2 if reduction and p < 2 else 1)
         # route candidates: token 0 (`none`) is None; a preprocessing runs only for the segments that read it
         self._routes = [[None] + [functools.partial(call, op) for op in self.edges[name][1:]] for name in EDGE_NAMES]
         self._preprocess_routes = [[None, functools.partial(call, m)] for m in (self.preprocess0, self.preprocess1)]
