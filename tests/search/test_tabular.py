@@ -26,6 +26,7 @@ from vaenas.search.evolution import (
     uniform_from_universe,
 )
 from vaenas.sampler import VAESampler
+from vaenas.search import tabular
 from vaenas.search.tabular import SeedResult, TabularStudy, run_study, write_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -232,7 +233,15 @@ def test_paper_protocol_uses_common_random_numbers_across_noise_levels(nb201, mo
         return fit_topk(self, archs, scores, **options)
 
     monkeypatch.setattr(VAESampler, "fit_topk", recording_fit_topk)
-    config = load_config(None, [*TINY, "study.noise=[0.1,0.5,0.5]", "anytime.enabled=false"])
+    evolved = []  # the seeds of each evolution run
+
+    def recording_spos_evolution(oracle, seeds, *arguments):
+        evolved.append(seeds.clone())
+        return spos_evolution(oracle, seeds, *arguments)
+
+    monkeypatch.setattr(tabular, "spos_evolution", recording_spos_evolution)
+    # vae.n_iters=300: a VAE that concentrates, so its seeds need extra draws that vary by level
+    config = load_config(None, [*TINY, "study.noise=[0.1,0.5,0.5]", "anytime.enabled=false", "vae.n_iters=300"])
     result = SeedResult(0)
     TabularStudy(config, nb201)._paper_protocol(0, result, tqdm(disable=True))
 
@@ -244,6 +253,9 @@ def test_paper_protocol_uses_common_random_numbers_across_noise_levels(nb201, mo
     assert vae_rows[2:4] == vae_rows[4:6]
     curves = [c.best for c in result.curves]  # VAE- and uniform-seeded evolution per level
     assert curves[2:4] == curves[4:6]
+    # each evolution has its own stream: the uniform seeds do not depend on the VAE-seeded run
+    uniform_seeds = evolved[1::2]
+    assert torch.equal(uniform_seeds[0], uniform_seeds[1])
 
 
 def _cli(*arguments: str, cwd: Path) -> subprocess.CompletedProcess:

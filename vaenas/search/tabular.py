@@ -206,14 +206,16 @@ class TabularStudy:
                 result.histogram[_vae_label(noise)] = self.benchmark.accuracy(samples).tolist()
 
             bar.set_postfix_str(f"seed {seed}: seeded evolution, noise {noise:g}")
-            for method, draw in (
-                ("evolution_vae_seeds", lambda m: self._vae_sample(vae, m, generator)),
-                ("evolution_uniform_seeds", lambda m: self.uniform.sample(m, generator)),
-            ):
+            for stream, (method, draw) in enumerate((
+                ("evolution_vae_seeds", lambda m, evolve: self._vae_sample(vae, m, evolve)),
+                ("evolution_uniform_seeds", lambda m, evolve: self.uniform.sample(m, evolve)),
+            )):
+                # each run its own stream: how much the VAE run draws must not shift the uniform run
+                evolve = _generator(seed, 12 + stream)
                 oracle = TabularOracle(self.benchmark, evolution.budget, noise, _generator(seed, 100))
-                seeds = fill_with_new(oracle, draw, evolution.population, _DRAW_ROUNDS)
+                seeds = fill_with_new(oracle, lambda m: draw(m, evolve), evolution.population, _DRAW_ROUNDS)
                 spos_evolution(
-                    oracle, seeds, evolution.population, evolution.parents, evolution.mutation_fraction, generator
+                    oracle, seeds, evolution.population, evolution.parents, evolution.mutation_fraction, evolve
                 )
                 self._record(result, "seeded_evolution", method, noise, seed, oracle)
             bar.update()
