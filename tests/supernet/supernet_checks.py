@@ -72,6 +72,8 @@ def check_export_after_recalibration(
     batches replicated G times, the child exported for group g gives, in eval mode, the logits of
     the supernet's eval forward of group g, and has the parameters of the space's child."""
     num_groups = len(archs)
+    # a plain batch norm would mix the groups' statistics and miss the recalibration
+    assert not [name for name, m in net.named_modules() if type(m) is nn.BatchNorm2d]
     net.train()
     net(x.repeat(num_groups, 1, 1, 1), archs).sum().backward()
     net.zero_grad(set_to_none=True)

@@ -15,8 +15,9 @@ from supernet_checks import (
     print_speed_against_the_child,
 )
 
-from vaenas.spaces.nasnet import EDGES_PER_CELL, OPS, NASNetSpace, reduction_cells
+from vaenas.spaces.nasnet import EDGES_PER_CELL, OPS, AuxiliaryHeadCIFAR, NASNetSpace, reduction_cells
 from vaenas.supernet import get_supernet
+from vaenas.supernet.layers import segmented
 from vaenas.supernet.nasnet import EDGE_NAMES, NASNetSupernet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,7 +112,7 @@ def test_bad_input_is_a_value_error(space, generator):
         net(images(generator, 2 * ROWS, SIZE), archs)
 
 
-def test_options_reductions_and_registry(space):
+def test_options_reductions_registry_and_segmented_blocks(space):
     net = NASNetSupernet(space, C=2, layers=4, reductions=[3, 1])
     assert net.reductions == (1, 3) and [cell.reduction for cell in net.cells] == [False, True, False, True]
     assert reduction_cells(8) == (2, 5) and reduction_cells(20) == (6, 13)  # DARTS's default
@@ -120,6 +121,8 @@ def test_options_reductions_and_registry(space):
             NASNetSupernet(space, C=2, layers=6, reductions=bad)
     with pytest.raises(ValueError, match="auxiliary"):
         get_supernet(space, auxiliary=True)
+    with pytest.raises(TypeError, match="AuxiliaryHeadCIFAR calls a batch norm in its own forward"):
+        segmented(AuxiliaryHeadCIFAR(8, 10))  # blocks with their own forward need a hand-written version
 
 
 def test_speed_against_the_exported_child(space, generator):
