@@ -151,6 +151,8 @@ class OneShotSearch:
             if self.step % config.vaenas.refit_every == 0:
                 self.refit()
             self.mixture.step()
+            if self.step == config.train.steps:  # the ranks' BN running statistics, rank 0's from here on
+                broadcast_buffers(self.supernet)
             if progress is not None:
                 progress(self.step)
 
