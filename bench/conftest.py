@@ -15,6 +15,7 @@ import pytest
 import torch
 
 RESULTS = pytest.StashKey[dict]()
+SUPERNET_RESULTS = pytest.StashKey[dict]()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
@@ -29,15 +30,28 @@ def decode_results(request: pytest.FixtureRequest) -> dict:
     return request.config.stash.setdefault(RESULTS, {})
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    results = config.stash.get(RESULTS, {})
-    if not results:
-        return
+@pytest.fixture
+def supernet_results(request: pytest.FixtureRequest) -> dict:
+    """{(what, device, unit): {variant: throughput}}, shared by the whole session; the first
+    variant of each row is the baseline of its ratios."""
+    return request.config.stash.setdefault(SUPERNET_RESULTS, {})
+
+
+def _versions(cuda: bool) -> str:
     versions = f"torch {torch.__version__}"
     if "triton" in sys.modules:
         versions += f", triton {sys.modules['triton'].__version__}"
-    if any(device == "cuda" for device, _, _ in results):
+    if cuda:
         versions += f", {torch.cuda.get_device_name()}"
+    return versions
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    _supernet_summary(terminalreporter, config.stash.get(SUPERNET_RESULTS, {}))
+    results = config.stash.get(RESULTS, {})
+    if not results:
+        return
+    versions = _versions(any(device == "cuda" for device, _, _ in results))
     terminalreporter.section(f"vae_decode: architectures/s and speedup over the reference ({versions})")
     terminalreporter.write_line(
         f"{'device':6} {'size':10} {'M':>8} {'backend':9} {'median ms':>10} {'arch/s':>11} {'ratio':>7} {'GFLOP/s':>8}"
@@ -51,4 +65,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             terminalreporter.write_line(
                 f"{device:6} {size:10} {num_rows:8d} {backend:9} {median * 1e3:10.2f} "
                 f"{num_rows / median:11.0f} {ratio} {gflops}"
+            )
+
+
+def _supernet_summary(terminalreporter: pytest.TerminalReporter, results: dict) -> None:
+    """One line per variant: throughput and its ratio to the row's first variant (the baseline)."""
+    if not results:
+        return
+    terminalreporter.section(f"supernet: throughput and speedup over the baseline ({_versions(any(d == 'cuda' for _, d, _ in results))})")
+    terminalreporter.write_line(f"{'what':40} {'device':6} {'variant':10} {'throughput':>14} {'ratio':>7}")
+    for (what, device, unit), variants in sorted(results.items()):
+        baseline = next(iter(variants.values()))
+        for variant, value in variants.items():
+            terminalreporter.write_line(
+                f"{what:40} {device:6} {variant:10} {value:10.1f} {unit:>3} {value / baseline:7.2f}"
             )

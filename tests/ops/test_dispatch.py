@@ -30,5 +30,5 @@ def test_forced_backend_that_cannot_run_lists_its_reasons(monkeypatch):
 
 def test_unknown_backend_is_named(monkeypatch):
     monkeypatch.setenv("VAENAS_BACKEND", "fastest")
-    with pytest.raises(ValueError, match="unknown backend 'fastest'.*reference, cpu, cuda, triton"):
+    with pytest.raises(ValueError, match="unknown backend 'fastest'.*reference, aten, cpu, cuda, triton"):
         choose_backend("vae_decode", torch.device("cpu"), None, ALL)

@@ -31,15 +31,19 @@ def grads(*tensors):
 # --- segmented_batch_norm ---------------------------------------------------------------------
 
 
+BACKENDS = pytest.mark.parametrize("backend", ["reference", "aten"])
+
+
+@BACKENDS
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("shape", [(S * B, C, H, W), (S * B, C)])
-def test_batch_statistics_equal_one_batch_norm_per_segment(generator, affine, shape):
+def test_batch_statistics_equal_one_batch_norm_per_segment(generator, affine, shape, backend):
     x = randn(generator, *shape)
     weight, bias = (randn(generator, C), randn(generator, C)) if affine else (None, None)
     params = [x] + ([weight, bias] if affine else [])
     upstream = randn(generator, *shape, grad=False)
 
-    y, mean, var = ops.segmented_batch_norm(x, S, weight, bias, eps=1e-3)
+    y, mean, var = ops.segmented_batch_norm(x, S, weight, bias, eps=1e-3, backend=backend)
     (y * upstream).sum().backward()
     fused = grads(*params)
 
@@ -55,11 +59,12 @@ def test_batch_statistics_equal_one_batch_norm_per_segment(generator, affine, sh
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_given_statistics_normalise_each_segment_with_its_own(generator):
+@BACKENDS
+def test_given_statistics_normalise_each_segment_with_its_own(generator, backend):
     x, weight, bias = randn(generator, S * B, C, H, W), randn(generator, C), randn(generator, C)
     mean, var = randn(generator, S, C, grad=False), randn(generator, S, C, grad=False).exp()
     upstream = randn(generator, S * B, C, H, W, grad=False)
-    y, used_mean, used_var = ops.segmented_batch_norm(x, S, weight, bias, 1e-5, mean, var)
+    y, used_mean, used_var = ops.segmented_batch_norm(x, S, weight, bias, 1e-5, mean, var, backend=backend)
     assert used_mean is mean and used_var is var
     (y * upstream).sum().backward()
     fused = grads(x, weight, bias)
@@ -72,9 +77,10 @@ def test_given_statistics_normalise_each_segment_with_its_own(generator):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
-def test_half_precision_keeps_float32_statistics(generator):
+@BACKENDS
+def test_half_precision_keeps_float32_statistics(generator, backend):
     x = torch.randn(S * B, C, H, W, generator=generator).bfloat16()
-    y, mean, var = ops.segmented_batch_norm(x, S, None, None)
+    y, mean, var = ops.segmented_batch_norm(x, S, None, None, backend=backend)
     assert y.dtype == torch.bfloat16 and mean.dtype == var.dtype == torch.float32
     torch.testing.assert_close(mean, x.float().unflatten(0, (S, B)).mean((1, 3, 4)))
 

@@ -2,7 +2,7 @@
 
 Each backend says why it cannot serve a call (`not_supported_reasons`); the fastest one with no
 reasons wins. A backend can be forced with the `backend=` argument of an op or the environment
-variable VAENAS_BACKEND=reference|cpu|cuda|triton; a forced backend that cannot serve the call is
+variable VAENAS_BACKEND=reference|aten|cpu|cuda|triton; a forced backend that cannot serve the call is
 an error that lists its reasons, never a silent fallback.
 """
 
@@ -17,13 +17,15 @@ import torch
 
 from vaenas import _extension
 
-BACKEND_NAMES = ("reference", "cpu", "cuda", "triton")
+BACKEND_NAMES = ("reference", "aten", "cpu", "cuda", "triton")
 
 # Fastest first, per device type. Triton on a CPU runs only under its interpreter (tests), so it
 # is never chosen automatically there.
+# "aten": composed of PyTorch's own fused kernels (no kernel of ours); ops that have one of their
+# own prefer it.
 PREFERENCE = {
-    "cuda": ("cuda", "triton", "reference"),
-    "cpu": ("cpu", "reference"),
+    "cuda": ("cuda", "triton", "aten", "reference"),
+    "cpu": ("cpu", "aten", "reference"),
 }
 
 
@@ -75,6 +77,7 @@ def _triton_reasons(device: torch.device) -> list[str]:
 
 BACKENDS = {
     "reference": Backend("reference", _reference_reasons),
+    "aten": Backend("aten", _reference_reasons),  # plain PyTorch: runs wherever the reference runs
     "cpu": Backend("cpu", _cpu_reasons),
     "cuda": Backend("cuda", _cuda_reasons),
     "triton": Backend("triton", _triton_reasons),
