@@ -85,7 +85,9 @@ def _load(arguments: argparse.Namespace) -> tuple[OneShotConfig, Path | None]:
     run_dir = Path(arguments.resume)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a one-shot run folder)")
-    return load_config(run_dir / "config.yaml", overrides + [f"out={run_dir}"], cls=OneShotConfig), run_dir
+    # run.stop_at stopped the earlier invocation; a resumed one runs to the end unless told again
+    resumed = ["run.stop_at=null", *overrides, f"out={run_dir}"]
+    return load_config(run_dir / "config.yaml", resumed, cls=OneShotConfig), run_dir
 
 
 class _Metrics:
