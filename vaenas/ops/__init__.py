@@ -4,12 +4,13 @@ Loops and modules call these functions; each dispatches to the fastest available
 tensors' device, overridable with `backend=` or VAENAS_BACKEND.
 """
 
+from vaenas.ops.gated import draw_other_path, gated_mixed_op, rescale_updated_logits
 from vaenas.ops.grouped import route, segmented_batch_norm
 from vaenas.ops.nb101_enumerate import NB101Cells, nb101_enumerate, nb101_hash
 from vaenas.ops.sliced_conv import sliced_conv2d
 from vaenas.ops.vae_decode import DecodeConstraints, DecoderWeights, vae_decode
 
 __all__ = [
-    "DecodeConstraints", "DecoderWeights", "NB101Cells", "nb101_enumerate", "nb101_hash", "route", "segmented_batch_norm",
-    "sliced_conv2d", "vae_decode",
+    "DecodeConstraints", "DecoderWeights", "NB101Cells", "draw_other_path", "gated_mixed_op", "nb101_enumerate",
+    "nb101_hash", "rescale_updated_logits", "route", "segmented_batch_norm", "sliced_conv2d", "vae_decode",
 ]

@@ -167,3 +167,24 @@ def sliced_conv2d(x: Tensor, weight: Tensor, out_channels: int, stride: int, pad
     [C_out, C_in, k, k] (no bias): [B, out_channels, H', W']. The slice is a view, so autograd
     accumulates the weight's gradient into that slice and leaves the rest of it zero."""
     return torch.nn.functional.conv2d(x, weight[:out_channels, : x.shape[1]], None, stride, padding)
+
+
+# --- binary-gate mixed op (ProxylessNAS; the gradient search, paper §4.3) -----------------------
+
+
+def gated_mixed_op(
+    x: Tensor, candidates: list, active: int, logits: Tensor, paths: list[int], none_shape: tuple[int, ...]
+) -> Tensor:
+    """The explicit gated sum y = Σ_{j in paths} g_j·o_j(x), every candidate run with autograd.
+
+    Binary gates g [K]: one-hot on `active`. Their value is the one-hot, their derivative that of
+    p = softmax(logits over `paths`) (zero outside them): g = onehot + p − p.detach(). Autograd then
+    computes ∂L/∂g_j = Σ o_j(x)·∂L/∂y and carries it to the logits as Σ_j ∂L/∂g_j·∂p_j/∂w_i =
+    Σ_j ∂L/∂g_j·p_j(δ_ij − p_i): the ProxylessNAS estimator (vaenas.ops.gated). A None candidate
+    is zeros of `none_shape`. Candidates off the active path get zero weight gradients.
+    """
+    index = torch.tensor(paths, device=logits.device)
+    p = torch.zeros_like(logits).index_put((index,), torch.softmax(logits.index_select(0, index), dim=0))
+    gates = torch.nn.functional.one_hot(torch.tensor(active), len(candidates)).to(p) + p - p.detach()
+    outputs = [x.new_zeros(none_shape) if candidates[j] is None else candidates[j](x) for j in paths]
+    return sum(gates[j] * out for j, out in zip(paths, outputs))
