@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from vaenas.data import cifar, digits, folder
+from vaenas.data import cifar, dali, digits, folder
 from vaenas.data.config import DataConfig, DataError
 from vaenas.data.datasets import FileImages, TensorImages
 from vaenas.data.loaders import EvalLoader, TrainLoader
@@ -55,17 +55,21 @@ def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) ->
     train_idx, holdout_idx = holdout_split(len(train_set), config.holdout, config.seed)
     calibration_idx = calibration_subset(train_idx, config.calibration_images, config.seed)
     pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
+    train_loader, eval_loader, extra = TrainLoader, EvalLoader, {}
+    if dali.resolve_backend(config.backend, config.name) == "dali":
+        train_loader, eval_loader = dali.DaliTrainLoader, dali.DaliEvalLoader
+        extra = {"skip_corrupt": config.skip_corrupt}
 
     def evaluation(dataset: Dataset, indices: np.ndarray) -> EvalLoader:
-        return EvalLoader(
+        return eval_loader(
             dataset, indices, batch_size=config.eval_batch_size, image_size=config.size,
-            workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20,
+            workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20, **extra,
         )
 
     return SearchData(
-        train=TrainLoader(
+        train=train_loader(
             train_set, train_idx, batch_size=config.batch_size, rank=rank, world_size=world_size,
-            seed=config.seed, workers=config.workers, pin_memory=pin,
+            seed=config.seed, workers=config.workers, pin_memory=pin, **extra,
         ),
         holdout=evaluation(train_set, holdout_idx),
         calibration=evaluation(train_set, calibration_idx),

@@ -12,8 +12,9 @@ from typing import Any
 
 #: dataset names and the image size each is served at when `image_size` is left unset
 DATASETS = {"digits": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
-#: loader implementations; "dali" arrives with the DALI issue behind the same interface
-BACKENDS = ("torchvision",)
+#: loader implementations: torchvision's DataLoader, NVIDIA DALI (optional package), or "auto" (DALI when
+#: importable, else torchvision); vaenas.data.dali resolves "auto" and says how to install DALI
+BACKENDS = ("torchvision", "dali", "auto")
 
 
 class DataError(ValueError):
@@ -51,7 +52,16 @@ class DataConfig:
     )
     seed: int = _option(0, "seed of the held-out split, the calibration subset, the epoch order and augmentation")
     workers: int = _option(0, "DataLoader worker processes per rank (0: load in the main process)")
-    backend: str = _option("torchvision", "loader implementation: torchvision")
+    backend: str = _option(
+        "torchvision",
+        "loader implementation: torchvision (DataLoader), dali (NVIDIA DALI: pip install nvidia-dali-cuda130; "
+        "workers = its threads), auto (dali when installed, else torchvision)",
+    )
+    skip_corrupt: bool = _option(
+        False,
+        "image files that cannot be decoded are skipped and counted (loader.skipped) instead of stopping the "
+        "run; a training batch keeps its size (the bad image is replaced by another of its batch)",
+    )
     load_test: bool = _option(
         True, "also load the dataset's own test split (CIFAR test batch, ImageNet val/) as .test; digits has none"
     )
@@ -66,6 +76,8 @@ class DataConfig:
             raise DataError(f"data.backend: {self.backend!r} is not available; choose one of {', '.join(BACKENDS)}")
         if self.name != "digits" and not self.root:
             raise DataError(f"data.root: the {self.name} dataset needs the folder it is stored in")
+        if not isinstance(self.skip_corrupt, bool):
+            raise DataError(f"data.skip_corrupt: expected true or false, got {self.skip_corrupt!r}")
         for key in ("batch_size", "eval_batch_size", "calibration_images"):
             _positive_int(key, getattr(self, key))
         if self.image_size is not None:

@@ -94,11 +94,7 @@ class TrainLoader:
                 f"data.batch_size: {world_size} rank(s) x {batch_size} images exceed the {len(indices)} "
                 f"training images left after the hold-out; not one full batch per epoch"
             )
-        # persistent workers: the stream restarts once per epoch, and forking workers each time would stall it
-        self._loader = DataLoader(
-            dataset, batch_sampler=self._sampler, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=pin_memory,
-        )
+        self._loader = self._make_loader(dataset, workers, pin_memory)
         self._fingerprint = {
             "seed": seed,
             "global_batch_size": batch_size * world_size,
@@ -109,6 +105,14 @@ class TrainLoader:
         self.batches_per_epoch = self._sampler.per_epoch
         self.epoch, self.batch = 0, 0
         self._iterator: Iterator[Batch] | None = None
+
+    def _make_loader(self, dataset: Dataset, workers: int, pin_memory: bool) -> Any:
+        """What `iter()` turns into the batches of `self._sampler`'s current (epoch, start); the DALI backend overrides it."""
+        # persistent workers: the stream restarts once per epoch, and forking workers each time would stall it
+        return DataLoader(
+            dataset, batch_sampler=self._sampler, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=pin_memory,
+        )
 
     def __iter__(self) -> TrainLoader:
         return self
@@ -165,9 +169,13 @@ class EvalLoader:
         self.indices = np.asarray(indices, dtype=np.int64)
         keys = [(int(i), None) for i in self.indices]
         batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
-        self._loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
+        self._loader = self._make_loader(dataset, batches, workers, pin_memory)
         self._cacheable = len(keys) * 3 * image_size * image_size * 4 <= cache_bytes
         self._cache: list[Batch] | None = None
+
+    def _make_loader(self, dataset: Dataset, batches: list, workers: int, pin_memory: bool) -> Any:
+        """An iterable over the batches of `batches` (lists of keys) with len(); the DALI backend overrides it."""
+        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
 
     @property
     def num_images(self) -> int:

@@ -1,0 +1,190 @@
+"""What the DALI pipelines are fed per batch: encoded bytes or pixels, and every per-image parameter.
+
+The DALI graphs (vaenas.data.dali) draw no random numbers themselves: each image's crop box and flip
+come from here, drawn with the torchvision path's own code (transforms.ImageNetTrain.crop_box,
+CifarTrain's draws) from random.Random(aug_seed), aug_seed = seeding.sample_seed(seed, epoch, index).
+So a DALI batch holds the same crops as the torchvision batch at the same position, and a resumed
+stream the same augmentation as an unbroken one (DALI's own RNG restarts with a rebuilt pipeline).
+
+A feeder turns a list of keys (index, aug_seed or None) into `Feed`: named numpy inputs of the
+graph plus the labels and the keys actually used. Files that cannot be read as images either raise
+DataError naming the file or, with skip_corrupt, are recorded in `skipped` and left out (evaluation)
+or replaced by another image of the same batch (training, which keeps its batch size).
+No DALI import here: this module is plain numpy and PIL.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from vaenas.data.config import DataError
+from vaenas.data.datasets import FileImages, Key, TensorImages
+from vaenas.data.transforms import CifarTrain, ImageNetEval, ImageNetTrain, PlainTransform, Transform
+
+
+@dataclass
+class Feed:
+    """One batch of graph inputs: inputs[name] is a list of B numpy arrays; labels int64 [B]; keys used."""
+
+    inputs: dict[str, list[np.ndarray]]
+    labels: np.ndarray
+    keys: list[Key]
+
+
+class Feeder:
+    """Base: bad-file bookkeeping and the batch policy of skipped images."""
+
+    #: names of the graph's external inputs, in the order the graph declares them
+    inputs: tuple[str, ...] = ()
+
+    def __init__(self, dataset, train: bool, skip_corrupt: bool) -> None:
+        self.dataset, self.train, self.skip_corrupt = dataset, train, skip_corrupt
+        self.transform: Transform = dataset.train if train else dataset.evaluation
+        self.skipped: set[str] = set()  # names of the files skipped so far (paths)
+        self._bad: set[int] = set()  # their dataset indices
+
+    def name(self, index: int) -> str:
+        """How an error names image `index` (its path)."""
+        return f"image {index}"
+
+    def mark_bad(self, index: int, reason: str) -> None:
+        """Image `index` cannot be decoded: DataError naming it, or (skip_corrupt) remember and count it."""
+        if not self.skip_corrupt:
+            raise DataError(f"{self.name(index)}: cannot decode image ({reason})")
+        self._bad.add(index)
+        self.skipped.add(self.name(index))
+
+    def usable(self, keys: list[Key]) -> list[Key]:
+        """`keys` without the known bad images; in training each is replaced by the next good key of its batch."""
+        good = [k for k in keys if k[0] not in self._bad]
+        if not self.train or len(good) == len(keys):
+            return good
+        if not good:
+            raise DataError(f"every image of a training batch is corrupt: {sorted(self.name(k[0]) for k in keys)}")
+        out, g = [], 0
+        for key in keys:
+            if key[0] in self._bad:
+                out.append(good[g % len(good)])
+                g += 1
+            else:
+                out.append(key)
+        return out
+
+    def feed(self, keys: list[Key]) -> Feed:
+        """The graph inputs of the images at `keys`, bad images (found while reading) handled as above."""
+        while True:
+            keys = self.usable(keys)
+            inputs: dict[str, list[np.ndarray]] = {name: [] for name in self.inputs}
+            try:
+                for index, aug_seed in keys:
+                    for name, value in zip(self.inputs, self.sample(index, aug_seed)):
+                        inputs[name].append(value)
+            except _BadImage as bad:
+                self.mark_bad(bad.index, bad.reason)  # raises unless skipping; then retry without it
+                continue
+            labels = np.array([self.dataset.label(i) for i, _ in keys], dtype=np.int64)
+            return Feed(inputs, labels, keys)
+
+    def sample(self, index: int, aug_seed: int | None) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def check(self, keys: list[Key]) -> list[int]:
+        """Indices among `keys` that a full decode (PIL) refuses: the culprits of a failed DALI batch."""
+        return []
+
+
+class _BadImage(Exception):
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index, self.reason = index, reason
+
+
+def _vec(*values: float) -> np.ndarray:
+    return np.array(values, dtype=np.float32)
+
+
+class FileFeeder(Feeder):
+    """Class-folder images (FileImages): the encoded file bytes and the crop of the ImageNet transforms.
+
+    training:   encoded uint8 [n], anchor (x, y), shape (w, h) of the random resized crop box, mirror int32
+    evaluation: encoded, size (h', w') after resizing the short side, anchor (x, y) of the centre crop
+    Sizes come from the file header (PIL reads only the header, about 30 us), not from a decode.
+    """
+
+    def __init__(self, dataset: FileImages, train: bool, skip_corrupt: bool) -> None:
+        super().__init__(dataset, train, skip_corrupt)
+        assert isinstance(self.transform, ImageNetTrain if train else ImageNetEval), type(self.transform)
+        self.inputs = ("encoded", "anchor", "shape", "mirror") if train else ("encoded", "size", "anchor")
+        self.size = self.transform.size
+
+    def name(self, index: int) -> str:
+        return str(self.dataset.files.path(index))
+
+    def sample(self, index: int, aug_seed: int | None) -> tuple[np.ndarray, ...]:
+        path = self.dataset.files.path(index)
+        try:
+            encoded = np.fromfile(path, dtype=np.uint8)
+            with Image.open(io.BytesIO(encoded.tobytes())) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError) as error:  # PIL raises all three on bad headers
+            raise _BadImage(index, f"not a readable image: {error}") from error
+        if self.train:
+            rng = random.Random(aug_seed)
+            top, left, h, w = self.transform.crop_box(height, width, rng)
+            mirror = rng.random() < 0.5  # drawn after the box, as ImageNetTrain.geometry does
+            return encoded, _vec(left, top), _vec(w, h), np.array(mirror, dtype=np.int32)
+        # torchvision's resize([short]): the short side to `short`, the long one truncated (int), then
+        # center_crop's int(round(...)) offsets: same pixel grid as the torchvision path
+        short = round(self.size * 256 / 224)
+        if height <= width:
+            new_h, new_w = short, int(short * width / height)
+        else:
+            new_h, new_w = int(short * height / width), short
+        top, left = int(round((new_h - self.size) / 2.0)), int(round((new_w - self.size) / 2.0))
+        return encoded, _vec(new_h, new_w), _vec(left, top)
+
+    def check(self, keys: list[Key]) -> list[int]:
+        bad = []
+        for index, _ in keys:
+            try:
+                with Image.open(self.dataset.files.path(index)) as image:
+                    image.load()
+            except (OSError, SyntaxError, ValueError):
+                bad.append(index)
+        return bad
+
+
+class ArrayFeeder(Feeder):
+    """Images in memory (TensorImages: CIFAR, digits) as uint8 [H, W, C] arrays, and the CIFAR crop.
+
+    training (CIFAR): pixels, anchor (x, y) = (left - 4, top - 4) of the crop in the unpadded image
+    (the graph pads with zeros), mirror int32; evaluation and digits: pixels only.
+    """
+
+    def __init__(self, dataset: TensorImages, train: bool, skip_corrupt: bool) -> None:
+        super().__init__(dataset, train, skip_corrupt)
+        assert isinstance(self.transform, (CifarTrain, PlainTransform)), type(self.transform)
+        self.crops = isinstance(self.transform, CifarTrain)
+        self.inputs = ("pixels", "anchor", "mirror") if self.crops else ("pixels",)
+        # HWC once for all: DALI's image operators want channels last
+        self.hwc = np.ascontiguousarray(dataset.images.numpy().transpose(0, 2, 3, 1))
+
+    def sample(self, index: int, aug_seed: int | None) -> tuple[np.ndarray, ...]:
+        if not self.crops:
+            return (self.hwc[index],)
+        rng, pad = random.Random(aug_seed), self.transform.padding
+        top, left = rng.randint(0, 2 * pad), rng.randint(0, 2 * pad)  # CifarTrain.geometry's draws, in order
+        mirror = rng.random() < 0.5
+        return self.hwc[index], _vec(left - pad, top - pad), np.array(mirror, dtype=np.int32)
+
+
+def feeder_for(dataset, train: bool, skip_corrupt: bool) -> Feeder:
+    """The feeder of a vaenas.data dataset (FileImages or TensorImages)."""
+    if isinstance(dataset, FileImages):
+        return FileFeeder(dataset, train, skip_corrupt)
+    return ArrayFeeder(dataset, train, skip_corrupt)
