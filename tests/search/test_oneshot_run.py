@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: all of Algorithm 2 in a few seconds: 8 steps, refits at 4 and 8, a 1-generation evolution
 TINY = [
-    "method=oneshot", "progress=false", "supernet.options.channels=4", "data.image_size=8",
+    "method=oneshot", "progress=false", "supernet.nasbench201.channels=4", "data.image_size=8",
     "data.batch_size=16", "data.holdout=40", "data.calibration_images=16", "data.eval_batch_size=40",
     "train.steps=8", "vaenas.refit_every=4", "vaenas.n_samples=4", "vaenas.compare_samples=2",
     "vaenas.epsilon_inc=0.1", "vae.n_iters=5", "vae.batch_size=8", "eval.group_size=4", "search.seeds=3",

@@ -283,7 +283,7 @@ def _build(defaults: Any, data: dict[str, Any], prefix: str = "", root: type | N
 def _set_dotted(tree: dict[str, Any], key: str, value: Any, root: type = TabularConfig) -> None:
     """tree[a][b] = value for key 'a.b', checking that each part names a section or option.
 
-    A free-form dict option takes sub-keys (`supernet.options.channels=8`); a section with a
+    A free-form dict option takes sub-keys (`supernet.nasnet.C=8`); a section with a
     `name` key takes a scalar for it (`data=digits` is `data.name=digits`)."""
     parts = key.split(".")
     cls: Any = root

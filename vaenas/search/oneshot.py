@@ -88,7 +88,9 @@ class OneShotSearch:
         # the same initial weights on every rank: built from the run seed, the global stream restored
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.supernet = get_supernet(self.space, num_classes=data.num_classes, **config.supernet.options)
+            self.supernet = get_supernet(
+                self.space, num_classes=data.num_classes, **config.supernet.options(config.space)
+            )
         self.supernet.to(device)
         self.vae = VAESampler(self.space, config.vae, seed=seed + _VAE_SEED)
         self.uniform = UniformSampler(self.space)

@@ -28,11 +28,18 @@ SEEDINGS = ("vae", "uniform", "both")
 
 @dataclass
 class SupernetConfig:
-    options: dict = option(
-        {"channels": 8, "cells_per_stage": 1},
-        "constructor options of the space's supernet (num_classes comes from the data), e.g. "
-        "supernet.options.channels=16 (merged into these defaults)",
-    )
+    """Constructor options of each space's supernet (num_classes comes from the data); the run
+    uses those of its `space`. Sub-keys merge into the defaults: supernet.nasnet.C=8."""
+
+    # the demo's reduced NB201 supernet; the standard one is channels 16, cells_per_stage 5
+    nasbench201: dict = option({"channels": 8, "cells_per_stage": 1}, "NAS-Bench-201 supernet options "
+                               "(channels, cells_per_stage; the standard supernet: 16, 5)")
+    nasnet: dict = option({}, "NASNet-like supernet options (C, layers, reductions; defaults 16, 8)")
+    shufflenet: dict = option({}, "ShuffleNet-like supernet options (width, dropout, small_input)")
+    nasbench101: dict = option({}, "NAS-Bench-101 supernet options (stem_channels, num_stacks, cells_per_stack)")
+
+    def options(self, space: str) -> dict:
+        return dict(getattr(self, space))
 
 
 @dataclass
@@ -146,8 +153,8 @@ class OneShotConfig:
             raise ConfigError(f"train.device: {self.train.device!r} is not auto, cpu or cuda")
         if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
             raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")
-        if "num_classes" in self.supernet.options:
-            raise ConfigError("supernet.options.num_classes: set by the data, not here")
+        if "num_classes" in self.supernet.options(self.space):
+            raise ConfigError(f"supernet.{self.space}.num_classes: set by the data, not here")
 
 
 #: keys a resumed run may change: they do not affect the results
@@ -161,7 +168,7 @@ def fingerprint(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         dotted = f"{prefix}{key}"
         if dotted in RESUMABLE_KEYS:
             continue
-        if isinstance(value, dict) and dotted != "supernet.options":
+        if isinstance(value, dict) and not dotted.startswith("supernet."):
             flat.update(fingerprint(value, f"{dotted}."))
         else:
             flat[dotted] = value
