@@ -35,7 +35,7 @@ from vaenas.search.oneshot_parallel import broadcast_buffers, check_identical, c
 from vaenas.search.oneshot_search import Evolution, SupernetOracle, cost_limit
 from vaenas.search.oneshot_train import Trainer
 from vaenas.spaces import get_space
-from vaenas.supernet import get_supernet, recalibrate
+from vaenas.supernet import clear_group_statistics, get_supernet, recalibrate
 from vaenas.supernet.evaluation import evaluate_architectures
 
 logger = logging.getLogger(__name__)
@@ -259,8 +259,6 @@ class OneShotSearch:
         try:
             return self.supernet.export_child(arch[0], group=0)
         finally:
-            from vaenas.supernet import clear_group_statistics
-
             clear_group_statistics(self.supernet)
 
     # --- state --------------------------------------------------------------------------------
