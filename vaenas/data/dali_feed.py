@@ -104,6 +104,37 @@ class _BadImage(Exception):
         self.index, self.reason = index, reason
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's frame header, or None if `data` is not a well-formed JPEG header.
+
+    A marker walk of a few bytes per segment: about 2 us, against 160 us for PIL's Image.open, which
+    was half the Python time per image of the DALI feed.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 9 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        length = int.from_bytes(data[at + 2 : at + 4], "big")
+        # SOF0..SOF15 carry the size; C4 (DHT), C8 (JPG) and CC (DAC) share the range but do not
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = int.from_bytes(data[at + 5 : at + 7], "big"), int.from_bytes(data[at + 7 : at + 9], "big")
+            return (height, width) if height and width else None
+        at += 2 + length
+    return None
+
+
+def _pil_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:  # any other format PIL reads (PNG, ...): header only
+        width, height = image.size
+    return height, width
+
+
 def _vec(*values: float) -> np.ndarray:
     return np.array(values, dtype=np.float32)
 
@@ -128,11 +159,11 @@ class FileFeeder(Feeder):
     def sample(self, index: int, aug_seed: int | None) -> tuple[np.ndarray, ...]:
         path = self.dataset.files.path(index)
         try:
-            encoded = np.fromfile(path, dtype=np.uint8)
-            with Image.open(io.BytesIO(encoded.tobytes())) as image:
-                width, height = image.size
+            data = path.read_bytes()
+            height, width = jpeg_size(data) or _pil_size(data)
         except (OSError, SyntaxError, ValueError) as error:  # PIL raises all three on bad headers
             raise _BadImage(index, f"not a readable image: {error}") from error
+        encoded = np.frombuffer(data, dtype=np.uint8)
         if self.train:
             rng = random.Random(aug_seed)
             top, left, h, w = self.transform.crop_box(height, width, rng)
