@@ -4,7 +4,8 @@
 
 Trains a tiny supernet with refits (evaluations split across ranks, the same VAE fitted on every
 rank) and saves what this rank holds to OUT_DIR/rank-<r>.pt: supernet and VAE weights, the
-architecture sequence, the refit records, and the time of the training steps.
+architecture sequence, the refit records, the time of the training steps, and the scores of 5
+architectures computed split across the ranks and on this rank alone.
 """
 
 from __future__ import annotations
@@ -39,9 +40,13 @@ def main(out: str) -> None:
         started = time.perf_counter()
         search.train()
         seconds = time.perf_counter() - started
+        probe = search.space.sample(5, torch.Generator().manual_seed(7))
+        split = search.score(probe)  # rows split across the ranks, gathered
+        alone = search._score_here(probe)  # every row on this rank
         save_checkpoint(f"{out}/rank-{context.rank}.pt", {
             "supernet": search.supernet.state_dict(), "vae": search.vae.model.state_dict(),
             "archs": torch.stack(sequence), "refits": search.refits, "seconds": seconds,
+            "split": split, "alone": alone,
         })
 
 
