@@ -108,8 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     method = method_of(argv)
     if method == "oneshot":
         return oneshot_main(argv)
+    if method == "gradient":  # Algorithm 3 (vaenas.search.gradient_cli)
+        from vaenas.search.gradient_cli import main as gradient_main
+
+        return gradient_main(argv)
     if method != "tabular":
-        print(f"python -m vaenas.search: error: method: unknown value {method!r}; choose one of tabular, oneshot",
+        print(f"python -m vaenas.search: error: method: unknown value {method!r}; "
+              "choose one of tabular, oneshot, gradient",
               file=sys.stderr)
         return 2
     argv = [argument for argument in argv if not argument.startswith("method=")]

@@ -78,16 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(arguments: argparse.Namespace) -> tuple[OneShotConfig, Path | None]:
+def _load(arguments: argparse.Namespace, cls: type = OneShotConfig) -> tuple[OneShotConfig, Path | None]:
+    """(config, run folder to resume or None); cls: the config class (the gradient search's too)."""
     overrides = list(arguments.overrides) + ([f"out={arguments.out}"] if arguments.out else [])
     if arguments.resume is None:
-        return load_config(arguments.config, overrides, cls=OneShotConfig), None
+        return load_config(arguments.config, overrides, cls=cls), None
     run_dir = Path(arguments.resume)
     if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a one-shot run folder)")
+        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder of this method)")
     # run.stop_at stopped the earlier invocation; a resumed one runs to the end unless told again
     resumed = ["run.stop_at=null", *overrides, f"out={run_dir}"]
-    return load_config(run_dir / "config.yaml", resumed, cls=OneShotConfig), run_dir
+    return load_config(run_dir / "config.yaml", resumed, cls=cls), run_dir
 
 
 class _Metrics:

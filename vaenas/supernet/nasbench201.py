@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from vaenas import ops
 from vaenas.spaces.nasbench201 import EDGES, NUM_NODES, OPS, NASBench201Space
+from vaenas.supernet.gates import Gates, check_single_path
 from vaenas.supernet.base import (
     SegmentedBatchNorm2d,
     SegmentedSequential,
@@ -60,14 +61,18 @@ class SearchCell(nn.Module):
             [None if k == none else _as_candidate(op) for k, op in enumerate(edge)] for edge in self.edges
         ]
 
-    def forward(self, x: Tensor, segments: Tensor, archs: Tensor) -> Tensor:
+    def forward(self, x: Tensor, segments: Tensor, archs: Tensor, gates: Gates | None = None) -> Tensor:
         nodes = [x]
         for target in range(1, NUM_NODES):
             terms = []
             for position, (source, end) in enumerate(EDGES):
                 if end != target:
                     continue
-                term = ops.route(nodes[source], segments, archs[segments, position], self._routes[position])
+                if gates is None:
+                    term = ops.route(nodes[source], segments, archs[segments, position], self._routes[position])
+                else:  # the gradient search: one path, binary gates (vaenas.supernet.gates)
+                    active = int(archs[0, position])
+                    term = gates.choice(nodes[source], segments, position, active, self._routes[position])
                 if term is not None:
                     terms.append(term)
             # a node whose every input is `none` is zero (the child's Zero op computes x * 0)
@@ -116,11 +121,12 @@ class NASBench201Supernet(Supernet):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
 
-    def forward(self, images: Tensor, archs: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, images: Tensor, archs: Tensor, gates: Gates | None = None) -> Tensor:  # type: ignore[override]
         archs, segments = check_groups(images, archs, self.space)
+        check_single_path(archs, gates)
         x = self.stem(images, segments)
         for block in self.cells:
-            x = block(x, segments, archs) if isinstance(block, SearchCell) else block(x, segments)
+            x = block(x, segments, archs, gates) if isinstance(block, SearchCell) else block(x, segments)
         features = self.global_pooling(self.lastact(x, segments))
         return self.classifier(features.flatten(1))
 

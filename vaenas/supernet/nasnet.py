@@ -27,6 +27,7 @@ from vaenas.supernet.base import (
     check_groups,
     inherit_weights,
 )
+from vaenas.supernet.gates import Gates, check_single_path
 from vaenas.supernet.layers import FactorizedReduce, ReLUConvBN, segmented
 
 #: (node, predecessor) of a cell's 14 edges in token order
@@ -66,22 +67,35 @@ class SearchCell(nn.Module):
         self._routes = [[None] + [functools.partial(call, op) for op in self.edges[name][1:]] for name in EDGE_NAMES]
         self._preprocess_routes = [[None, functools.partial(call, m)] for m in (self.preprocess0, self.preprocess1)]
 
-    def forward(self, s0: Tensor, s1: Tensor, segments: Tensor, tokens: Tensor) -> Tensor:
+    def forward(self, s0: Tensor, s1: Tensor, segments: Tensor, tokens: Tensor, gates: Gates | None = None) -> Tensor:
+        """gates: this cell's 14 positions (Gates.positions), for the gradient search's G = 1 forward."""
+        read_tokens = tokens if gates is None else gates.reads(tokens)  # gated: inputs of the recomputed paths too
         states: list[Tensor | None] = []
         for x, routes, edges in zip((s0, s1), self._preprocess_routes, _INPUT_EDGES):
-            reads = (tokens[:, edges] != 0).any(dim=1).long()  # [S]: 1 where some edge reads this input
+            reads = (read_tokens[:, edges] != 0).any(dim=1).long()  # [S]: 1 where some edge reads this input
             states.append(ops.route(x, segments, reads, routes))
         for node in range(NODES):
             terms = []
             for p in range(2 + node):
                 position = NODE_OFFSETS[node] + p
                 # states[p] is None only when no segment reads it, and then every choice here is `none`
-                term = ops.route(states[p], segments, tokens[:, position], self._routes[position])
+                if gates is None:
+                    term = ops.route(states[p], segments, tokens[:, position], self._routes[position])
+                else:
+                    term = gates.choice(states[p], segments, position, int(tokens[0, position]),
+                                        self._routes[position], self._output_shape(states[p], p))
                 if term is not None:
                     terms.append(term)
             # valid architectures (checked by the supernet) give every segment's node an input
             states.append(sum(terms[1:], terms[0]))
         return torch.cat(states[2:], dim=1)
+
+    def _output_shape(self, x: Tensor | None, predecessor: int) -> tuple[int, ...] | None:
+        """Shape of an edge's output on x [b, C, H, W] (a `none` edge's zeros): halved from the
+        inputs of a reduction cell."""
+        if x is None or not (self.reduction and predecessor < 2):
+            return None if x is None else tuple(x.shape)
+        return (x.shape[0], x.shape[1], (x.shape[2] + 1) // 2, (x.shape[3] + 1) // 2)
 
     def export(self, child: nn.Module, tokens: list[int], group: int | None) -> None:
         """Copy the weights the child Cell of `tokens` [14] has (vaenas.spaces.nasnet.Cell)."""
@@ -128,13 +142,17 @@ class NASNetSupernet(Supernet):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(prev, num_classes)
 
-    def forward(self, images: Tensor, archs: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, images: Tensor, archs: Tensor, gates: Gates | None = None) -> Tensor:  # type: ignore[override]
         archs, segments = check_groups(images, archs, self.space)
         archs = self.space.check_valid(archs, "the supernet forward")  # a node with no input has no value
+        check_single_path(archs, gates)
         normal, reduce = archs[:, :EDGES_PER_CELL], archs[:, EDGES_PER_CELL:]
+        cell_gates = (None, None) if gates is None else (
+            gates.positions(0, EDGES_PER_CELL), gates.positions(EDGES_PER_CELL, 2 * EDGES_PER_CELL))
         s0 = s1 = self.stem(images, segments)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, segments, reduce if cell.reduction else normal)
+            tokens, gated = (reduce, cell_gates[1]) if cell.reduction else (normal, cell_gates[0])
+            s0, s1 = s1, cell(s0, s1, segments, tokens, gated)
         return self.classifier(self.global_pooling(s1).flatten(1))
 
     def child_options(self) -> dict:

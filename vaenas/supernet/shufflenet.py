@@ -33,6 +33,7 @@ from vaenas.supernet.base import (
     check_groups,
     inherit_weights,
 )
+from vaenas.supernet.gates import Gates, check_single_path
 from vaenas.supernet.layers import segmented
 
 
@@ -89,11 +90,15 @@ class ShuffleNetSupernet(Supernet):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(LAST_CHANNELS, num_classes, bias=False)
 
-    def forward(self, images: Tensor, archs: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, images: Tensor, archs: Tensor, gates: Gates | None = None) -> Tensor:  # type: ignore[override]
         archs, segments = check_groups(images, archs, self.space)
+        check_single_path(archs, gates)
         x = self.first_conv(images, segments)
         for position, choices in enumerate(self.features):
-            x = ops.route(x, segments, archs[:, position], choices)
+            if gates is None:
+                x = ops.route(x, segments, archs[:, position], choices)
+            else:  # the gradient search: one path, binary gates (vaenas.supernet.gates)
+                x = gates.choice(x, segments, position, int(archs[0, position]), choices)
         x = self.conv_last(x, segments)
         return self.classifier(self.dropout(self.global_pooling(x).flatten(1)))
 

@@ -1,0 +1,149 @@
+"""The gradient search (Algorithm 3): gated supernet forwards against the explicit gated-sum
+reference, the argmax repair, softmax sampling, and tiny runs end to end (resume bit for bit,
+plot and architecture written, plain ProxylessNAS baseline)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from vaenas.runtime import RunFolder, load_checkpoint
+from vaenas.search.gradient import initial_logits, most_probable_architecture, sample_softmax
+from vaenas.search.gradient_cli import main
+from vaenas.spaces import get_space
+from vaenas.supernet import get_supernet
+from vaenas.supernet.gates import Gates
+
+#: Algorithm 3 in a few seconds: NB201 at 4 channels, 8 px; refits at steps 3 and 6
+TINY = [
+    "method=gradient", "space=nasbench201", "progress=false", "supernet.nasbench201.channels=4",
+    "data.image_size=8", "data.batch_size=16", "data.holdout=48", "data.calibration_images=16",
+    "data.eval_batch_size=48", "train.steps=6", "vaenas.refit_every=3", "vaenas.n_samples=4", "vae.n_iters=5",
+    "vae.batch_size=8", "eval.group_size=4", "run.checkpoint_every=2", "run.log_every=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _supernet(space_name: str):
+    space = get_space(space_name)
+    torch.manual_seed(0)
+    options = {"nasbench201": {"channels": 4, "cells_per_stage": 1}, "nasnet": {"C": 2, "layers": 3},
+               "shufflenet": {"width": 0.25, "small_input": True, "dropout": 0.0}}[space_name]
+    return space, get_supernet(space, num_classes=3, **options).double()
+
+
+@pytest.mark.parametrize("space_name", ["nasbench201", "nasnet", "shufflenet"])
+@pytest.mark.parametrize("mode", ["two", "full"])
+def test_gated_supernet_matches_the_explicit_gated_sum(space_name, mode, monkeypatch):
+    """Same logits as the plain forward; the logits' and weights' gradients of the recompute
+    backend equal those of the reference (every candidate run, autograd through the gates)."""
+    space, supernet = _supernet(space_name)
+    size = 32 if space_name == "shufflenet" else 8
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randn(4, 3, size, size, generator=generator, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 1])
+    arch = space.sample(1, generator)
+    logits = torch.randn(initial_logits(space, torch.device("cpu")).shape, generator=generator,
+                         dtype=torch.float64).requires_grad_(True)
+    other = torch.stack([torch.multinomial((torch.arange(k) != int(a)).double(), 1, generator=generator)[0]
+                         for k, a in zip(space.vocab_sizes, arch[0])]) if mode == "two" else None
+    plain = supernet(images, arch)
+    results = {}
+    for backend in ("aten", "reference"):
+        monkeypatch.setenv("VAENAS_BACKEND", backend)  # every op's reference under "reference"
+        supernet.zero_grad(set_to_none=True)
+        logits.grad = None
+        out = supernet(images, arch, gates=Gates(logits, mode, other))
+        torch.nn.functional.cross_entropy(out, labels).backward()
+        weights = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+        results[backend] = (out.detach(), logits.grad.clone(), weights)
+    out, logit_grad, weights = results["aten"]
+    ref_out, ref_logit_grad, ref_weights = results["reference"]
+    torch.testing.assert_close(out, plain.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(logit_grad, ref_logit_grad, rtol=1e-8, atol=1e-12)
+    assert torch.count_nonzero(logit_grad) > 0
+    for name, grad in weights.items():
+        torch.testing.assert_close(grad, ref_weights[name], rtol=1e-8, atol=1e-12, msg=name)
+    for name, grad in ref_weights.items():  # the reference's extra gradients: zero (off the path)
+        if name not in weights:
+            assert torch.count_nonzero(grad) == 0, name
+
+
+def test_gated_forward_runs_one_architecture():
+    space, supernet = _supernet("nasbench201")
+    logits = initial_logits(space, torch.device("cpu")).double()
+    with pytest.raises(ValueError, match="one architecture"):
+        supernet(torch.randn(4, 3, 8, 8, dtype=torch.float64), space.sample(2), gates=Gates(logits, "full"))
+
+
+def test_argmax_repair_gives_the_most_probable_valid_nasnet_architecture():
+    space = get_space("nasnet")
+    logits = torch.zeros(28, 8)
+    logits[:, 4] = 1.0  # sep_conv_3x3 everywhere ...
+    logits[0:2, 0] = 5.0  # ... but node 0 of the normal cell has only `none` inputs
+    logits[1, 6] = 4.5  # its least costly fix: edge from c_{k-1}, sep_conv_7x7
+    arch, repaired = most_probable_architecture(space, logits)
+    assert bool(space.is_valid(arch[None])[0]) and repaired == [1]
+    assert arch[:2].tolist() == [0, 6] and arch[2:].tolist() == [4] * 26
+
+
+def test_softmax_sampling_gives_valid_architectures_that_follow_w():
+    space = get_space("nasnet")
+    logits = torch.zeros(28, 8)
+    logits[:, 0] = 3.0  # `none` likely everywhere: many raw draws are invalid
+    archs = sample_softmax(space, logits, 64, torch.Generator().manual_seed(0))
+    assert bool(space.is_valid(archs).all())
+    assert (archs == 0).float().mean() > 0.5
+
+
+def _state(run_dir: Path) -> dict:
+    return load_checkpoint(RunFolder(run_dir).latest_checkpoint())["state"]
+
+
+def test_run_resumes_bit_for_bit_and_writes_its_outputs(tmp_path, capsys):
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    assert main(TINY + [f"out={straight}"]) == 0
+    assert main(TINY + [f"out={halves}", "run.stop_at=4"]) == 0
+    assert _state(halves)["step"] == 4
+    assert main(["--resume", str(halves), "progress=false"]) == 0
+    a, b = _state(straight), _state(halves)
+    assert a["arch_digest"] == b["arch_digest"]
+    assert torch.equal(a["gradient"]["logits"], b["gradient"]["logits"])
+    adam_a, adam_b = (s["gradient"]["arch_optimizer"]["state"][0] for s in (a, b))
+    assert torch.equal(adam_a["exp_avg_sq"], adam_b["exp_avg_sq"])
+    for key, tensor in a["supernet"].items():
+        assert torch.equal(tensor, b["supernet"][key]), key
+    found = json.loads((straight / "architecture.json").read_text())
+    assert found["tokens"] == json.loads((halves / "architecture.json").read_text())["tokens"]
+    assert found["steps"] == 6 and found["distinct_trained"] >= 1
+    assert [point["step"] for point in found["curve"]] == list(range(1, 7))
+    for name in ("diversity.png", "child.pt", "report.md", "config.yaml"):
+        assert (halves / name).is_file(), name
+    assert "found architecture" in capsys.readouterr().out
+
+
+def test_baseline_runs_plain_proxylessnas_alongside(tmp_path):
+    run_dir = tmp_path / "run"
+    assert main(TINY + [f"out={run_dir}", "gradient.baseline=true", "gradient.mode=full", "train.steps=3"]) == 0
+    baseline = json.loads((run_dir / "proxylessnas" / "architecture.json").read_text())
+    assert baseline["sampling"] == "softmax" and baseline["mode"] == "full"
+    assert (run_dir / "diversity.png").is_file()
+    assert "softmax" in (run_dir / "report.md").read_text()
+
+
+def test_bad_configs_are_refused(capsys):
+    assert main(TINY + ["train.group_size=2"]) == 2
+    assert "group_size" in capsys.readouterr().err
+    assert main(TINY + ["space=nasbench101"]) == 2
+    assert main(TINY + ["gradient.mode=three"]) == 2

@@ -1,0 +1,278 @@
+"""The gradient-based VAENAS search, paper Algorithm 3 ("VAENAS-G"), on the one-shot machinery.
+
+    w: one logit per candidate at every position (edge / choice block), Adam (ProxylessNAS)
+    for i = 1 .. n_iters:
+        α ~ p_θ(α|z)  (uniform until the first refit; softmax(w) for plain ProxylessNAS)   line 2
+        update w on a held-out (validation) batch: binary gates on α, gate-gradient         line 3
+            estimator (vaenas.ops.gated_mixed_op, mode two or full)
+        update the supernet weights on a training batch, path α                             line 4
+        if i mod n_vae == 0: N_s architectures ~ U, scored with the one-shot evaluation,    lines 5-9
+            VAE.fit_topk
+    α* = argmax of w per position, repaired to a valid architecture if needed               line 12
+
+Everything else is OneShotSearch's: supernet, trainer (SGD step, used-gradient all-reduce),
+VAE, scoring (BN recalibrated per architecture, split across ranks), checkpoint state, export.
+Every rank draws the same paths from the shared `arch_generator`; the logits' gradient is
+averaged across ranks, so w and its Adam state stay identical everywhere.
+
+Winner-takes-all (paper §4.3): with softmax sampling the paths follow w, and the paths trained
+most get the best validation loss and so larger w. Measured here per log point: the mean entropy
+of softmax(w) over positions and the number of distinct architectures trained so far.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from vaenas import ops
+from vaenas.data import SearchData
+from vaenas.sampler.uniform import rejection_sample
+from vaenas.search.gradient_config import GradientConfig
+from vaenas.search.oneshot import OneShotSearch
+from vaenas.search.oneshot_parallel import check_identical, checksum
+from vaenas.spaces.base import SearchSpace
+from vaenas.supernet.gates import Gates
+
+
+class ValidationStream:
+    """Endless batches of `batch_size` rows cut from passes over the held-out loader (fixed order).
+    Rank r of W takes chunks r, r + W, ... of the common sequence. `served` (chunks this rank took)
+    is the resume position."""
+
+    def __init__(self, loader, batch_size: int, rank: int = 0, world_size: int = 1) -> None:
+        self.loader, self.batch_size, self.rank, self.world_size = loader, batch_size, rank, world_size
+        self.served = 0
+        self._chunks: Iterator[tuple[Tensor, Tensor]] | None = None
+
+    def _all_chunks(self) -> Iterator[tuple[Tensor, Tensor]]:
+        index = 0
+        while True:
+            produced = False
+            for images, labels in self.loader:
+                for start in range(0, len(labels) - self.batch_size + 1, self.batch_size):
+                    produced = True
+                    if index % self.world_size == self.rank:
+                        yield images[start : start + self.batch_size], labels[start : start + self.batch_size]
+                    index += 1
+            if not produced:
+                raise ValueError(
+                    f"the held-out split has no batch of {self.batch_size} images for the architecture steps"
+                )
+
+    def __next__(self) -> tuple[Tensor, Tensor]:
+        if self._chunks is None:
+            self._chunks = self._all_chunks()
+            for _ in range(self.served):  # resume: the sequence is deterministic
+                next(self._chunks)
+        self.served += 1
+        return next(self._chunks)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"served": self.served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.served, self._chunks = int(state["served"]), None
+
+
+def initial_logits(space: SearchSpace, device: torch.device) -> Tensor:
+    """w [T, K_max] = 0 for the tokens of each position, −inf beyond its vocabulary (never drawn)."""
+    vocab = torch.tensor(space.vocab_sizes)
+    logits = torch.zeros(space.length, int(vocab.max()), device=device)
+    logits[torch.arange(logits.shape[1])[None] >= vocab[:, None]] = float("-inf")
+    return logits.requires_grad_(True)
+
+
+def mean_entropy(logits: Tensor) -> float:
+    """Mean over positions of the entropy (nats) of softmax(w_t): log K at the start, 0 when collapsed."""
+    return float(torch.special.entr(torch.softmax(logits.detach().double(), dim=-1)).sum(-1).mean())
+
+
+def sample_softmax(space: SearchSpace, logits: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """n valid architectures, each position drawn from softmax(w_t) (ProxylessNAS's multinomial),
+    invalid rows drawn again: LongTensor[n, T]. Validity is a per-node constraint in NASNet and none
+    in the others, so this is the product distribution conditioned on validity."""
+    p = torch.softmax(logits.detach().double().cpu(), dim=-1)
+
+    def draw(count: int) -> Tensor:
+        return torch.multinomial(p, count, replacement=True, generator=generator).T.contiguous()
+
+    return rejection_sample(draw, space.is_valid, n, space.length, 50, "softmax sampling")
+
+
+def most_probable_architecture(space: SearchSpace, logits: Tensor) -> tuple[Tensor, list[int]]:
+    """α* = argmax of w per position, and the positions a repair changed.
+
+    Repair (NASNet only: the other spaces accept every string): a node whose incoming edges are all
+    `none` gets the one (edge, op != none) that loses the least log-probability, max over its edges
+    of log p(op) − log p(none). Nodes are independent under the product softmax, so the result is
+    the most probable valid architecture."""
+    arch = logits.detach().argmax(-1).cpu()
+    if bool(space.is_valid(arch[None])[0]):
+        return arch, []
+    if space.name != "nasnet":
+        raise ValueError(f"{space.name}: the argmax architecture is invalid and this space has no repair")
+    from vaenas.spaces.nasnet import EDGES_PER_CELL, NODE_OFFSETS, NODES
+
+    log_p = torch.log_softmax(logits.detach().double().cpu(), dim=-1)
+    changed = []
+    for cell in range(2):
+        for node in range(NODES):
+            start = cell * EDGES_PER_CELL + NODE_OFFSETS[node]
+            edges = list(range(start, start + 2 + node))
+            if any(int(arch[e]) != 0 for e in edges):
+                continue
+            gain = log_p[edges, 1:] - log_p[edges, :1]  # [edges, ops - 1]
+            best = int(gain.flatten().argmax())
+            edge, op = edges[best // gain.shape[1]], 1 + best % gain.shape[1]
+            arch[edge] = op
+            changed.append(edge)
+    return space.validate(arch), changed
+
+
+class GradientSearch(OneShotSearch):
+    """Algorithm 3 on one rank (see the module docstring); `log(record)` as OneShotSearch."""
+
+    def __init__(
+        self,
+        config: GradientConfig,
+        data: SearchData,
+        device: torch.device,
+        world_size: int = 1,
+        log: Callable[[dict[str, Any]], None] | None = None,
+        rank: int = 0,
+    ) -> None:
+        super().__init__(config, data, device, world_size, log)
+        g = config.gradient
+        self.logits = initial_logits(self.space, device)
+        # eps as ProxylessNAS; β1 = 0 by default so a logit off the step's paths gets no momentum update
+        self.arch_optimizer = torch.optim.Adam([self.logits], lr=g.arch_lr, betas=(g.arch_beta1, g.arch_beta2),
+                                               eps=1e-8, weight_decay=0.0)
+        arch_batch = g.arch_batch_size or config.data.batch_size
+        self.validation = ValidationStream(data.holdout, arch_batch, rank, world_size)
+        self.trained: set[tuple[int, ...]] = set()  # distinct architectures trained
+        self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct
+
+    # --- paths --------------------------------------------------------------------------------
+    def sample_path(self) -> Tensor:
+        """α for this step, LongTensor[1, T] (line 2)."""
+        if self.config.gradient.sampling == "softmax":
+            return sample_softmax(self.space, self.logits, 1, self.arch_generator)
+        sampler = self.vae if self.refits else self.uniform  # uniform until the first refit
+        return sampler.sample(1, self.arch_generator)
+
+    def gates(self, arch: Tensor) -> tuple[Gates, Tensor | None]:
+        """The step's gates, and mode two's second path per position (drawn from softmax(w))."""
+        if self.config.gradient.mode == "full":
+            return Gates(self.logits, "full"), None
+        other = ops.draw_other_path(self.logits, arch[0], self.arch_generator)
+        return Gates(self.logits, "two", other), other
+
+    # --- Algorithm 3 --------------------------------------------------------------------------
+    def arch_step(self, arch: Tensor) -> Tensor:
+        """Line 3: one Adam step of w on a validation batch through the gated supernet; returns the loss."""
+        images, labels = next(self.validation)
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        gates, other = self.gates(arch)
+        self.supernet.train()
+        self.arch_optimizer.zero_grad(set_to_none=True)
+        autocast = self.trainer.autocast_dtype
+        with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
+            logits = self.supernet(images, arch, gates=gates)
+        loss = F.cross_entropy(logits.float(), labels)
+        loss.backward()  # the supernet weights' .grad too: the weight step sets them to None first
+        grad = self.logits.grad
+        if self.world_size > 1:
+            dist.all_reduce(grad)
+            grad.div_(self.world_size)
+        before = self.logits.detach().clone()
+        self.arch_optimizer.step()
+        if other is not None:  # keep the pair's total probability (ProxylessNAS rescale_updated_arch_param)
+            pairs = torch.stack([arch[0], other], dim=1).to(self.device)
+            with torch.no_grad():
+                self.logits.copy_(ops.rescale_updated_logits(self.logits, before, pairs))
+        return loss.detach()
+
+    def train(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+        """Iterations of lines 2-10 until `until` are done (default: train.steps)."""
+        until = self.config.train.steps if until is None else until
+        config = self.config
+        while self.step < until:
+            arch = self.sample_path()
+            self.arch_digest = hashlib.sha256(self.arch_digest.encode() + arch.numpy().tobytes()).hexdigest()
+            self.trained.add(tuple(arch[0].tolist()))
+            if self.on_step is not None:
+                self.on_step(self.step, arch)
+            arch_loss = self.arch_step(arch)
+            images, labels = next(self.data.train)
+            loss = self.trainer.step(self.step, images, labels, arch)
+            self.step += 1
+            if self.step % config.run.log_every == 0 or self.step == config.train.steps:
+                point = {"step": self.step, "entropy": mean_entropy(self.logits), "distinct": len(self.trained)}
+                self.curve.append(point)
+                self.log({"kind": "train", **point, "loss": float(loss), "arch_loss": float(arch_loss),
+                          "lr": self.trainer.optimizer.param_groups[0]["lr"]})
+            if config.gradient.sampling == "vae" and self.step % config.vaenas.refit_every == 0:
+                self.refit()
+            if progress is not None:
+                progress(self.step)
+        finite = self.logits[torch.isfinite(self.logits)]  # −inf beyond a position's vocabulary
+        check_identical(checksum([finite]), f"architecture logits at step {self.step}")
+
+    def refit(self) -> dict[str, Any]:
+        """Lines 6-9: N_s architectures from U, scored on the supernet, VAE.fit_topk."""
+        v = self.config.vaenas
+        archs = self.uniform.sample(v.n_samples, self.arch_generator)
+        scores = self.score(archs)
+        fit = self.vae.fit_topk(archs, scores, v.top_fraction, self.config.vae.n_iters)
+        check_identical(checksum(self.vae.model.parameters()), f"VAE weights after the refit at step {self.step}")
+        record: dict[str, Any] = {"kind": "refit", "step": self.step, "n_samples": len(archs),
+                                  "score_mean": float(scores.mean()), "score_max": float(scores.max()),
+                                  "vae_loss": fit["loss"]}
+        self.refits.append(record)
+        self.log(record)
+        return record
+
+    # --- result -------------------------------------------------------------------------------
+    def result(self) -> dict[str, Any]:
+        """The found architecture (line 12), its supernet score, and the diversity measurements."""
+        arch, repaired = most_probable_architecture(self.space, self.logits)
+        p = torch.softmax(self.logits.detach().double().cpu(), dim=-1)
+        return {
+            "architecture": self.space.to_json(arch), "tokens": arch.tolist(),
+            "repaired_positions": repaired, "sampling": self.config.gradient.sampling,
+            "mode": self.config.gradient.mode, "supernet_score": float(self.score(arch[None])[0]),
+            "cost": self.space.cost(arch), "entropy": mean_entropy(self.logits),
+            "max_entropy": float(torch.log(torch.tensor(self.space.vocab_sizes, dtype=torch.float64)).mean()),
+            "distinct_trained": len(self.trained), "steps": self.step,
+            "probabilities": [[round(float(q), 4) for q in row[:k]] for row, k in zip(p, self.space.vocab_sizes)],
+        }
+
+    # --- state --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["gradient"] = {
+            "logits": self.logits.detach().clone(), "arch_optimizer": self.arch_optimizer.state_dict(),
+            "validation": self.validation.state_dict(), "trained": [list(a) for a in sorted(self.trained)],
+            "curve": [dict(point) for point in self.curve],
+        }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        mine = state["gradient"]
+        with torch.no_grad():
+            self.logits.copy_(mine["logits"])
+        self.arch_optimizer.load_state_dict(mine["arch_optimizer"])
+        self.validation.load_state_dict(mine["validation"])
+        self.trained = {tuple(a) for a in mine["trained"]}
+        self.curve = [dict(point) for point in mine["curve"]]
+
+
+__all__ = ["GradientSearch", "ValidationStream", "mean_entropy", "most_probable_architecture", "sample_softmax"]

@@ -1,0 +1,199 @@
+"""`python -m vaenas.search method=gradient [--config FILE] [--out DIR] [--resume RUN_DIR] [key=value ...]`.
+
+Runs Algorithm 3 (vaenas.search.gradient) in a run folder, with the one-shot run's machinery
+(RunFolder, checkpoint payload and config fingerprint, metrics log, torchrun):
+    config.yaml, metrics.jsonl, checkpoints/    as the one-shot run
+    architecture.json   the argmax architecture, its supernet score, softmax(w), diversity
+    child.pt            its child network's state_dict (BN recalibrated)
+    diversity.png       entropy of softmax(w) and distinct architectures trained over the run
+                        (with gradient.baseline=true: VAE vs softmax sampling, the baseline run
+                        in RUN_DIR/proxylessnas)
+Exit status: 0 done (or stopped at run.stop_at), 2 bad config, 1 bad data or checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vaenas.data import DataError, build_search_data
+from vaenas.runtime import CheckpointError, DistributedContext, RunFolder, distributed_run, save_checkpoint
+from vaenas.search import oneshot_checkpoint
+from vaenas.search.config import ConfigError, describe_options, to_dict
+from vaenas.search.gradient import GradientSearch
+from vaenas.search.gradient_config import GradientConfig
+from vaenas.search.oneshot import resolve_device
+from vaenas.search.oneshot_cli import _load, _Metrics
+from vaenas.search.oneshot_config import fingerprint
+from vaenas.search.oneshot_report import _figure
+
+logger = logging.getLogger("vaenas.search.gradient")
+PROG = "python -m vaenas.search method=gradient"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Gradient-based VAENAS (paper Algorithm 3): ProxylessNAS architecture logits with binary "
+        "gates on paths drawn from the VAE (gradient.sampling=softmax: plain ProxylessNAS).",
+        epilog="options (key=default (type) description):\n" + "\n".join(describe_options(GradientConfig()))
+        + "\n\nexamples:\n  python -m vaenas.search method=gradient space=nasnet data=digits\n"
+        "  python -m vaenas.search method=gradient gradient.baseline=true   # + plain ProxylessNAS, compared\n"
+        "  python -m vaenas.search --resume runs/gradient-nasnet-digits-20260101-000000",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML config file (method: gradient)")
+    parser.add_argument("--out", help="run folder (default: runs/gradient-<space>-<data>-<time>)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100")
+    return parser
+
+
+def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> dict[str, Any] | None:
+    """Algorithm 3 in run_dir; the result summary, or None when stopped at run.stop_at."""
+    folder = RunFolder(run_dir) if ctx.is_main else None
+    metrics = _Metrics(folder)
+    config_fingerprint = fingerprint(to_dict(config))
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    data = build_search_data(config.data, ctx.rank, ctx.world_size)
+    device = ctx.device if config.train.device == "auto" else resolve_device(config.train.device, ctx.local_rank)
+    search = GradientSearch(config, data, device, ctx.world_size, log=metrics, rank=ctx.rank)
+    if resume:
+        latest = RunFolder(run_dir).latest_checkpoint()
+        if latest is None:
+            raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+        saved = oneshot_checkpoint.load(latest, space=config.space, config=config_fingerprint)
+        search.load_state_dict(saved["state"])
+        metrics.lines = int(saved["metrics_lines"])
+        if folder is not None:
+            folder.truncate_metrics(metrics.lines)
+        logger.info("resumed %s at step %d", latest, search.step)
+    elif folder is not None:
+        folder.write_config(to_dict(config))
+    started = time.perf_counter()
+    steps = config.train.steps
+    bar = None
+    if config.progress and ctx.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=search.step, desc=f"gradient ({config.gradient.sampling})", unit="step",
+                   file=sys.stderr)
+    every = config.run.checkpoint_every or steps
+    end = steps if config.run.stop_at is None else config.run.stop_at
+    while search.step < end:
+        search.train(until=min(end, (search.step // every + 1) * every),
+                     progress=(lambda step: bar.update(1)) if bar else None)
+        if folder is not None:
+            folder.save_checkpoint(oneshot_checkpoint.payload(
+                space=config.space, config=config_fingerprint, phase="train" if search.step < steps else "done",
+                metrics_lines=metrics.lines, state=search.state_dict()), search.step)
+    if bar is not None:
+        bar.close()
+    if search.step < steps:
+        logger.info("stopped at step %d (run.stop_at); continue with --resume %s", search.step, run_dir)
+        return None
+    summary = search.result()
+    summary["seconds"] = time.perf_counter() - started
+    summary["curve"] = search.curve
+    if ctx.is_main:
+        (run_dir / "architecture.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        child = search.export_child(torch.tensor(summary["tokens"]))
+        save_checkpoint(run_dir / "child.pt", child.state_dict())
+    return summary
+
+
+def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entropy: float) -> None:
+    """diversity.png: mean entropy of softmax(w) and distinct architectures trained, per run (label -> curve)."""
+    plt = _figure()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.3))
+    for label, curve in runs.items():
+        steps = [point["step"] for point in curve]
+        left.plot(steps, [point["entropy"] for point in curve], label=label)
+        right.plot(steps, [point["distinct"] for point in curve], label=label)
+    left.axhline(max_entropy, color="grey", linestyle=":", linewidth=1)
+    left.set(xlabel="iteration", ylabel="mean entropy of softmax(w) (nats)", title="architecture distribution")
+    right.set(xlabel="iteration", ylabel="distinct architectures trained", title="diversity of trained paths")
+    left.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def report(summary: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    lines = [f"# Gradient VAENAS ({summary['sampling']} sampling, mode {summary['mode']})", "",
+             f"found architecture: {json.dumps(summary['architecture'])}",
+             f"tokens: {summary['tokens']}" + (f" (repaired positions {summary['repaired_positions']})"
+                                               if summary["repaired_positions"] else ""),
+             f"supernet accuracy (held-out): {summary['supernet_score']:.2f} %",
+             f"cost of its child: {summary['cost']}",
+             "", "| sampling | steps | final entropy of softmax(w) (max) | distinct architectures trained "
+             "| supernet acc. |",
+             "|---|---|---|---|---|"]
+    for entry in [summary] + ([baseline] if baseline else []):
+        lines.append(f"| {entry['sampling']} | {entry['steps']} | {entry['entropy']:.3f} ({entry['max_entropy']:.3f}) "
+                     f"| {entry['distinct_trained']} | {entry['supernet_score']:.2f} % |")
+    lines.append(f"\n{summary['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    arguments = _parser().parse_intermixed_args(argv)
+    try:
+        config, resume_dir = _load(arguments, GradientConfig)
+    except ConfigError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    backend = "gloo" if config.train.device == "cpu" else None
+    try:
+        with distributed_run(backend) as ctx:
+            if resume_dir is not None:
+                run_dir = resume_dir
+            else:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                default = Path("runs") / f"gradient-{config.space}-{config.data.name}-{stamp}"
+                run_dir = Path(config.out) if config.out else default
+            summary = run(config, run_dir, resume_dir is not None, ctx)
+            if summary is None:
+                return 0
+            baseline = None
+            if config.gradient.baseline:
+                # plain ProxylessNAS, same seed and steps; resumable in its own folder
+                base_config = dataclasses.replace(
+                    config, out=str(run_dir / "proxylessnas"),
+                    gradient=dataclasses.replace(config.gradient, sampling="softmax", baseline=False))
+                base_dir = run_dir / "proxylessnas"
+                resume_baseline = resume_dir is not None and (base_dir / "checkpoints").is_dir()
+                baseline = run(base_config, base_dir, resume_baseline, ctx)
+                if baseline is None:
+                    return 0
+            if ctx.is_main:
+                label = {"vae": "VAE sampling (VAENAS-G)", "softmax": "softmax sampling (ProxylessNAS)"}[
+                    config.gradient.sampling]
+                curves = {f"{label}, mode {config.gradient.mode}": summary["curve"]}
+                if baseline is not None:
+                    curves[f"softmax sampling (ProxylessNAS), mode {config.gradient.mode}"] = baseline["curve"]
+                plot_diversity(run_dir / "diversity.png", curves, summary["max_entropy"])
+                text = report(summary, baseline)
+                (run_dir / "report.md").write_text(text + "\n")
+                print(text)
+                print(f"run folder: {run_dir}")
+    except (DataError, CheckpointError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,74 @@
+"""Configuration of the gradient search (paper §4.3, Algorithm 3, "VAENAS-G"), `method=gradient`.
+
+The one-shot config (vaenas.search.oneshot_config) plus a `gradient` section; the same machinery
+(YAML + key=value overrides, resume fingerprint). Algorithm 3's inputs map to keys as follows:
+
+    n_iters     -> train.steps            n_iters^vae -> vae.n_iters
+    n_vae       -> vaenas.refit_every     N_s         -> vaenas.n_samples
+    K           -> vaenas.top_fraction
+
+Unused here: vaenas.epsilon_*, vaenas.compare_samples, train.group_size (one path per step) and
+the `search` section (the final architecture is the argmax of w, not an evolution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vaenas.ops.gated import MODES
+from vaenas.search.config import ConfigError, option
+from vaenas.search.oneshot_config import OneShotConfig, SupernetConfig
+
+#: spaces whose supernet takes gates (vaenas.supernet.gates)
+GRADIENT_SPACES = ("nasbench201", "nasnet", "shufflenet")
+
+
+def demo_supernets() -> SupernetConfig:
+    """The CPU demo's reduced supernets (full size: supernet.nasnet="{C: 16, layers: 8}", ...)."""
+    return SupernetConfig(nasnet={"C": 4, "layers": 3}, shufflenet={"width": 0.5, "small_input": True})
+
+
+@dataclass
+class GradientSection:
+    sampling: str = option(
+        "vae", "paths: vae (VAENAS-G: from p_θ, uniform until the first refit) or softmax (plain ProxylessNAS)",
+        choices=("vae", "softmax"),
+    )
+    mode: str = option(
+        "two", "gate gradients: two (the path and one more drawn from softmax(w), ProxylessNAS's memory-light "
+        "mode) or full (every candidate, recomputed in backward)", choices=MODES,
+    )
+    arch_lr: float = option(
+        0.01, "Adam learning rate of the architecture logits w (ProxylessNAS: 1e-3 over 120 epochs; the "
+        "demo's few hundred steps need more)", above=0,
+    )
+    arch_beta1: float = option(0.0, "Adam β1 of w (ProxylessNAS: 0, so logits off the path do not drift)",
+                               at_least=0, at_most=1)
+    arch_beta2: float = option(0.999, "Adam β2 of w", at_least=0, at_most=1)
+    arch_batch_size: int | None = option(
+        None, "validation images per architecture step (null: data.batch_size); drawn from the held-out split",
+        at_least=1,
+    )
+    baseline: bool = option(
+        False, "also run plain ProxylessNAS (sampling=softmax, same seed and steps) in RUN_DIR/proxylessnas and "
+        "plot both runs' entropy of softmax(w) and distinct architectures trained",
+    )
+
+
+@dataclass
+class GradientConfig(OneShotConfig):
+    """The gradient search (paper §4.3, Algorithm 3); defaults: the CPU demo."""
+
+    method: str = option("gradient", "search method (gradient: Algorithm 3)", choices=("gradient",))
+    space: str = option("nasnet", "search space", choices=GRADIENT_SPACES)
+    supernet: SupernetConfig = field(default_factory=demo_supernets)
+    gradient: GradientSection = field(default_factory=GradientSection)
+
+    def check(self) -> None:
+        if self.space not in GRADIENT_SPACES:
+            raise ConfigError(
+                f"space: {self.space!r} has no gated supernet; choose one of {', '.join(GRADIENT_SPACES)}"
+            )
+        if self.train.group_size != 1:
+            raise ConfigError("train.group_size: the gradient search trains one path per step (1)")
+        super().check()
