@@ -56,11 +56,15 @@ def allreduce_used_gradients(parameters: list[nn.Parameter], world_size: int) ->
     Why not DistributedDataParallel: DDP all-reduces a fixed bucket layout of EVERY parameter and,
     when a step leaves some unused (every step of a one-shot supernet does), needs
     find_unused_parameters=True, which walks the autograd graph after each forward to mark them
-    and then reduces zeros for them — and those zero gradients would be fed to momentum and
-    weight decay, moving candidates the step never used. Here every rank draws the same
-    architectures from the same seed, so the set of parameters with a gradient is identical on
-    every rank (and in the same order): all-reducing exactly those is correct, needs no graph
-    walk, sends only the used weights, and leaves unused ones with grad None.
+    and still reduces their (zero) slots of every bucket; on this repository's supernets its
+    reducer even fails ("Encountered gradient which is undefined, but still allreduced", measured
+    with bench/oneshot_allreduce.py). Here every rank draws the same architectures from the same
+    seed, so the set of parameters with a gradient is identical on every rank and in the same
+    order: all-reducing exactly those is correct, needs no graph walk, sends only the used
+    weights, and leaves unused ones with grad None (so SGD skips them). Measured on 2 gloo ranks
+    (NB201 supernet C=16, 2 cells/stage, 32 images of 16 px, a busy 2-core CPU): 14.9 ms of sync
+    per step for the used gradients against 22.0 ms for all-reducing every parameter, i.e. less
+    than a run with no unused parameters would pay.
     """
     if world_size == 1:
         return
