@@ -176,16 +176,17 @@ def test_file_that_is_not_an_image_is_named(tmp_path):
         build_search_data(small_config(root)).test.tensors()
 
 
-def test_skip_corrupt_counts_and_keeps_going(tmp_path):
+@pytest.mark.parametrize("backend", ["dali", "torchvision"])
+def test_skip_corrupt_counts_and_keeps_going(backend, tmp_path):
     root = tree(tmp_path, odd_formats=False)
     corrupt_jpeg(root / "val" / "cls_b" / "img_001.JPEG")
     (root / "val" / "cls_c" / "img_000.JPEG").write_bytes(b"not a JPEG at all")
     for name in ("img_000.JPEG", "img_001.JPEG"):  # one training class entirely corrupt
         corrupt_jpeg(root / "train" / "cls_a" / name)
-    data = build_search_data(small_config(root, skip_corrupt=True, holdout=1, calibration_images=1))
+    data = build_search_data(small_config(root, backend=backend, skip_corrupt=True, holdout=1, calibration_images=1))
     images, labels = data.test.tensors()
     assert images.shape[0] == 4 and labels.tolist() == [0, 0, 1, 2]  # the two bad ones left out
-    assert [p.split("/val/")[1] for p in data.test.skipped] == ["cls_b/img_001.JPEG", "cls_c/img_000.JPEG"]
+    assert [p.split("/val/")[1] for p in sorted(data.test.skipped)] == ["cls_b/img_001.JPEG", "cls_c/img_000.JPEG"]
     for _ in range(2 * data.train.batches_per_epoch):  # batches keep their size
         assert next(data.train)[0].shape == (4, 3, 32, 32)
     assert len(data.train.skipped) >= 1 and all("/train/cls_a/" in p for p in data.train.skipped)

@@ -55,21 +55,20 @@ def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) ->
     train_idx, holdout_idx = holdout_split(len(train_set), config.holdout, config.seed)
     calibration_idx = calibration_subset(train_idx, config.calibration_images, config.seed)
     pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
-    train_loader, eval_loader, extra = TrainLoader, EvalLoader, {}
+    train_loader, eval_loader = TrainLoader, EvalLoader
     if dali.resolve_backend(config.backend, config.name) == "dali":
         train_loader, eval_loader = dali.DaliTrainLoader, dali.DaliEvalLoader
-        extra = {"skip_corrupt": config.skip_corrupt}
 
     def evaluation(dataset: Dataset, indices: np.ndarray) -> EvalLoader:
         return eval_loader(
             dataset, indices, batch_size=config.eval_batch_size, image_size=config.size,
-            workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20, **extra,
+            workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20,
         )
 
     return SearchData(
         train=train_loader(
             train_set, train_idx, batch_size=config.batch_size, rank=rank, world_size=world_size,
-            seed=config.seed, workers=config.workers, pin_memory=pin, **extra,
+            seed=config.seed, workers=config.workers, pin_memory=pin,
         ),
         holdout=evaluation(train_set, holdout_idx),
         calibration=evaluation(train_set, calibration_idx),
@@ -99,5 +98,5 @@ def _datasets(config: DataConfig) -> tuple[Dataset, Dataset | None, tuple[str, .
     train_files = folder.scan_split(root, "train")
     test = None
     if config.load_test:
-        test = FileImages(folder.scan_split(root, "val", train_files.classes), train_tf, eval_tf)
-    return FileImages(train_files, train_tf, eval_tf), test, train_files.classes
+        test = FileImages(folder.scan_split(root, "val", train_files.classes), train_tf, eval_tf, config.skip_corrupt)
+    return FileImages(train_files, train_tf, eval_tf, config.skip_corrupt), test, train_files.classes

@@ -130,7 +130,7 @@ _DEPTH = 2
 
 
 class _DaliBatches:
-    """Runs a DALI graph over lists of keys: `iter()` yields (images, labels) for each list of `batches`.
+    """Runs a DALI graph over lists of keys: `iter()` yields (images, labels, skipped paths) per list of `batches`.
 
     `batches` is re-iterated at each `iter()` (the training sampler gives the current epoch from its
     current start). Up to _DEPTH batches are fed and scheduled ahead; an abandoned iteration (a resume
@@ -177,7 +177,7 @@ class _DaliBatches:
                     self._recover(pending, error)
                     continue
                 feed = pending.popleft()
-                yield self._tensors(images), self._labels(feed)
+                yield self._tensors(images), self._labels(feed), tuple(self.feeder.skipped)
         finally:
             self._drain(len(pending))
 
@@ -221,38 +221,14 @@ class _DaliBatches:
 
 
 class DaliTrainLoader(TrainLoader):
-    """TrainLoader (same batches, order, sharding, state) decoded and augmented by DALI.
-
-    Extra: `skipped`, the sorted paths of the corrupt files skipped so far (skip_corrupt).
-    """
-
-    def __init__(self, dataset: Any, indices: np.ndarray, *, skip_corrupt: bool = False, **options: Any) -> None:
-        self._skip_corrupt = skip_corrupt
-        super().__init__(dataset, indices, **options)
+    """TrainLoader (same batches, order, sharding, state, `skipped`) decoded and augmented by DALI."""
 
     def _make_loader(self, dataset: Any, workers: int, pin_memory: bool) -> _DaliBatches:
-        feeder = feeder_for(dataset, train=True, skip_corrupt=self._skip_corrupt)
-        return _DaliBatches(feeder, self._sampler, self._sampler.batch_size, max(1, workers))
-
-    @property
-    def skipped(self) -> list[str]:
-        return sorted(self._loader.feeder.skipped)
+        return _DaliBatches(feeder_for(dataset, train=True), self._sampler, self._sampler.batch_size, max(1, workers))
 
 
 class DaliEvalLoader(EvalLoader):
-    """EvalLoader (same images, order, cache) decoded by DALI; `skipped` as DaliTrainLoader's.
-
-    With skip_corrupt a corrupt image is left out of its batch, so a pass may hold fewer than num_images.
-    """
-
-    def __init__(self, dataset: Any, indices: np.ndarray, *, skip_corrupt: bool = False, **options: Any) -> None:
-        self._skip_corrupt = skip_corrupt
-        super().__init__(dataset, indices, **options)
+    """EvalLoader (same images, order, cache, `skipped`) decoded by DALI."""
 
     def _make_loader(self, dataset: Any, batches: list, workers: int, pin_memory: bool) -> _DaliBatches:
-        feeder = feeder_for(dataset, train=False, skip_corrupt=self._skip_corrupt)
-        return _DaliBatches(feeder, batches, max(len(b) for b in batches), max(1, workers))
-
-    @property
-    def skipped(self) -> list[str]:
-        return sorted(self._loader.feeder.skipped)
+        return _DaliBatches(feeder_for(dataset, train=False), batches, max(len(b) for b in batches), max(1, workers))

@@ -9,7 +9,8 @@ stream the same augmentation as an unbroken one (DALI's own RNG restarts with a 
 A feeder turns a list of keys (index, aug_seed or None) into `Feed`: named numpy inputs of the
 graph plus the labels and the keys actually used. Files that cannot be read as images either raise
 DataError naming the file or, with skip_corrupt, are recorded in `skipped` and left out (evaluation)
-or replaced by another image of the same batch (training, which keeps its batch size).
+or replaced by another image of the same batch (training, which keeps its batch size), as the
+torchvision path's `loaders.collate` does.
 No DALI import here: this module is plain numpy and PIL.
 """
 
@@ -24,6 +25,7 @@ from PIL import Image
 
 from vaenas.data.config import DataError
 from vaenas.data.datasets import FileImages, Key, TensorImages
+from vaenas.data.loaders import substitute
 from vaenas.data.transforms import CifarTrain, ImageNetEval, ImageNetTrain, PlainTransform, Transform
 
 
@@ -42,8 +44,9 @@ class Feeder:
     #: names of the graph's external inputs, in the order the graph declares them
     inputs: tuple[str, ...] = ()
 
-    def __init__(self, dataset, train: bool, skip_corrupt: bool) -> None:
-        self.dataset, self.train, self.skip_corrupt = dataset, train, skip_corrupt
+    def __init__(self, dataset, train: bool) -> None:
+        self.dataset, self.train = dataset, train
+        self.skip_corrupt = getattr(dataset, "skip_corrupt", False)  # FileImages' flag (DataConfig.skip_corrupt)
         self.transform: Transform = dataset.train if train else dataset.evaluation
         self.skipped: set[str] = set()  # names of the files skipped so far (paths)
         self._bad: set[int] = set()  # their dataset indices
@@ -61,19 +64,7 @@ class Feeder:
 
     def usable(self, keys: list[Key]) -> list[Key]:
         """`keys` without the known bad images; in training each is replaced by the next good key of its batch."""
-        good = [k for k in keys if k[0] not in self._bad]
-        if not self.train or len(good) == len(keys):
-            return good
-        if not good:
-            raise DataError(f"every image of a training batch is corrupt: {sorted(self.name(k[0]) for k in keys)}")
-        out, g = [], 0
-        for key in keys:
-            if key[0] in self._bad:
-                out.append(good[g % len(good)])
-                g += 1
-            else:
-                out.append(key)
-        return out
+        return substitute(keys, lambda key: key[0] in self._bad, fill=self.train)
 
     def feed(self, keys: list[Key]) -> Feed:
         """The graph inputs of the images at `keys`, bad images (found while reading) handled as above."""
@@ -147,8 +138,8 @@ class FileFeeder(Feeder):
     Sizes come from the file header (PIL reads only the header, about 30 us), not from a decode.
     """
 
-    def __init__(self, dataset: FileImages, train: bool, skip_corrupt: bool) -> None:
-        super().__init__(dataset, train, skip_corrupt)
+    def __init__(self, dataset: FileImages, train: bool) -> None:
+        super().__init__(dataset, train)
         assert isinstance(self.transform, ImageNetTrain if train else ImageNetEval), type(self.transform)
         self.inputs = ("encoded", "anchor", "shape", "mirror") if train else ("encoded", "size", "anchor")
         self.size = self.transform.size
@@ -197,8 +188,8 @@ class ArrayFeeder(Feeder):
     (the graph pads with zeros), mirror int32; evaluation and digits: pixels only.
     """
 
-    def __init__(self, dataset: TensorImages, train: bool, skip_corrupt: bool) -> None:
-        super().__init__(dataset, train, skip_corrupt)
+    def __init__(self, dataset: TensorImages, train: bool) -> None:
+        super().__init__(dataset, train)
         assert isinstance(self.transform, (CifarTrain, PlainTransform)), type(self.transform)
         self.crops = isinstance(self.transform, CifarTrain)
         self.inputs = ("pixels", "anchor", "mirror") if self.crops else ("pixels",)
@@ -214,8 +205,8 @@ class ArrayFeeder(Feeder):
         return self.hwc[index], _vec(left - pad, top - pad), np.array(mirror, dtype=np.int32)
 
 
-def feeder_for(dataset, train: bool, skip_corrupt: bool) -> Feeder:
+def feeder_for(dataset, train: bool) -> Feeder:
     """The feeder of a vaenas.data dataset (FileImages or TensorImages)."""
     if isinstance(dataset, FileImages):
-        return FileFeeder(dataset, train, skip_corrupt)
-    return ArrayFeeder(dataset, train, skip_corrupt)
+        return FileFeeder(dataset, train)
+    return ArrayFeeder(dataset, train)

@@ -12,6 +12,7 @@ import random
 import torch
 from torch.utils.data import Dataset
 
+from vaenas.data.config import DataError
 from vaenas.data.folder import ImageFiles, load_image
 from vaenas.data.transforms import Transform
 
@@ -55,11 +56,23 @@ class TensorImages(_Keyed):
 
 
 class FileImages(_Keyed):
-    """Images decoded from files on every access (class-folder trees)."""
+    """Images decoded from files on every access (class-folder trees).
 
-    def __init__(self, files: ImageFiles, train: Transform, evaluation: Transform) -> None:
+    skip_corrupt: a file that cannot be decoded gives (None, its path) instead of raising DataError
+    (the loaders' collate leaves it out or replaces it).
+    """
+
+    def __init__(self, files: ImageFiles, train: Transform, evaluation: Transform, skip_corrupt: bool = False) -> None:
         super().__init__(train, evaluation)
-        self.files = files
+        self.files, self.skip_corrupt = files, skip_corrupt
+
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor | None, int | str]:
+        try:
+            return super().__getitem__(key)
+        except DataError:
+            if not self.skip_corrupt:
+                raise
+            return None, str(self.files.path(key[0]))
 
     def __len__(self) -> int:
         return len(self.files.labels)

@@ -16,12 +16,18 @@ So batch (e, b) of rank r is a pure function of (data, seed, W * B, r, e, b), an
 Evaluation (`EvalLoader`): the given images in the given order, deterministic transform, every
 pass the same tensors, not sharded (the search splits architectures, not images, across ranks,
 so each rank scores with all the images).
+
+Corrupt files (DataConfig.skip_corrupt): the dataset gives (None, path) for an image it cannot decode;
+`collate` leaves it out of an evaluation batch and, in training, puts another image of the same batch
+in its place (batches keep their size). The inner loaders yield (images, labels, skipped paths); the
+loaders collect the paths in `skipped`.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,6 +38,32 @@ from vaenas.data import seeding
 from vaenas.data.config import DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def substitute(items: list, is_bad: Callable[[Any], bool], fill: bool) -> list:
+    """`items` without the bad ones (fill=False), or with each bad one replaced by the next good one, cyclically.
+
+    DataError if fill is asked for and every item is bad (a training batch cannot keep its size).
+    """
+    good = [item for item in items if not is_bad(item)]
+    if not fill or len(good) == len(items):
+        return good
+    if not good:
+        raise DataError(f"every image of a training batch is corrupt: {items}")
+    replacements = iter(good * len(items))
+    return [next(replacements) if is_bad(item) else item for item in items]
+
+
+def collate(samples: list[tuple[Any, Any]], fill: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, tuple]:
+    """DataLoader collate: [(image float32 [3, S, S] or None, label or path)] -> (images, labels, skipped paths).
+
+    images / labels are None if every sample of an evaluation batch was skipped.
+    """
+    skipped = tuple(path for image, path in samples if image is None)
+    kept = substitute(samples, lambda sample: sample[0] is None, fill)
+    if not kept:
+        return None, None, skipped
+    return torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept]), skipped
 
 
 class _EpochBatches:
@@ -104,14 +136,15 @@ class TrainLoader:
         self.indices = indices
         self.batches_per_epoch = self._sampler.per_epoch
         self.epoch, self.batch = 0, 0
-        self._iterator: Iterator[Batch] | None = None
+        self._iterator: Iterator[tuple[torch.Tensor, torch.Tensor, tuple]] | None = None
+        self.skipped: set[str] = set()  #: paths of the corrupt images skipped so far (skip_corrupt)
 
     def _make_loader(self, dataset: Dataset, workers: int, pin_memory: bool) -> Any:
         """What `iter()` turns into the batches of `self._sampler`'s current (epoch, start); the DALI backend overrides it."""
         # persistent workers: the stream restarts once per epoch, and forking workers each time would stall it
         return DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=pin_memory,
+            pin_memory=pin_memory, collate_fn=partial(collate, fill=True),
         )
 
     def __iter__(self) -> TrainLoader:
@@ -123,7 +156,8 @@ class TrainLoader:
         if self._iterator is None:
             self._sampler.epoch, self._sampler.start = self.epoch, self.batch
             self._iterator = iter(self._loader)
-        images, labels = next(self._iterator)
+        images, labels, skipped = next(self._iterator)
+        self.skipped.update(skipped)
         self.batch += 1
         return images, labels
 
@@ -172,10 +206,14 @@ class EvalLoader:
         self._loader = self._make_loader(dataset, batches, workers, pin_memory)
         self._cacheable = len(keys) * 3 * image_size * image_size * 4 <= cache_bytes
         self._cache: list[Batch] | None = None
+        self.skipped: set[str] = set()  #: paths of the corrupt images left out (skip_corrupt)
 
     def _make_loader(self, dataset: Dataset, batches: list, workers: int, pin_memory: bool) -> Any:
         """An iterable over the batches of `batches` (lists of keys) with len(); the DALI backend overrides it."""
-        return DataLoader(dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
+        return DataLoader(
+            dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+            collate_fn=partial(collate, fill=False),
+        )
 
     @property
     def num_images(self) -> int:
@@ -193,7 +231,10 @@ class EvalLoader:
 
     def _pass(self) -> Iterator[Batch]:
         kept = []
-        for images, labels in self._loader:
+        for images, labels, skipped in self._loader:
+            self.skipped.update(skipped)
+            if images is None:
+                continue
             if self._cacheable:
                 kept.append((images.clone(), labels.clone()))
             yield images, labels
