@@ -214,3 +214,14 @@ def test_mismatched_cifar_batch_files_are_named(cifar10):
                 np.zeros(4, np.int64), "fine_labels")
     with pytest.raises(DataError, match=r"data_batch_3: malformed CIFAR batch: no 'labels' entry"):
         build_search_data(cifar_config(root, backend="dali"))
+
+
+def test_cifar_cutout_is_the_same_square_in_both_backends(cifar10):
+    root, _ = cifar10
+    torchvision = build_search_data(cifar_config(root, cutout=16)).train
+    dali = build_search_data(cifar_config(root, cutout=16, backend="dali")).train
+    for _ in range(2):
+        (expected, expected_labels), (got, labels) = next(torchvision), next(dali)
+        assert torch.equal(labels, expected_labels) and torch.allclose(got, expected, atol=1e-5)
+        zeroed = (got == 0).all(dim=1).flatten(1).sum(1)  # pixels erased in all 3 channels, per image
+        assert zeroed.min() >= 8 * 8 and zeroed.max() <= 16 * 16  # clipped at a corner at worst

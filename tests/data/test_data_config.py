@@ -16,6 +16,7 @@ from vaenas.data.transforms import ImageNetEval, ImageNetTrain, transforms_for
         (dict(name="mnist"), r"data.name: unknown dataset 'mnist'"),
         (dict(name="cifar10"), r"data.root: the cifar10 dataset needs the folder"),
         (dict(backend="pil"), r"data.backend: 'pil' is not available"),
+        (dict(cutout=16), r"data.cutout: Cutout is part of the CIFAR recipe only"),
         (dict(batch_size=0), r"data.batch_size: expected an integer >= 1, got 0"),
         (dict(image_size=True), r"data.image_size: expected an integer >= 1"),
         (dict(workers=-1), r"data.workers: expected an integer >= 0"),

@@ -57,6 +57,10 @@ class DataConfig:
         "loader implementation: torchvision (DataLoader), dali (NVIDIA DALI: pip install nvidia-dali-cuda130; "
         "workers = its threads), auto (dali when installed, else torchvision)",
     )
+    cutout: int = _option(
+        0, "CIFAR training only: side of the Cutout square zeroed in each augmented image (0: none; 16 is the usual "
+        "CIFAR-10 retraining recipe)"
+    )
     skip_corrupt: bool = _option(
         False,
         "image files that cannot be decoded are skipped and counted (loader.skipped) instead of stopping the "
@@ -82,7 +86,9 @@ class DataConfig:
             _positive_int(key, getattr(self, key))
         if self.image_size is not None:
             _positive_int("image_size", self.image_size)
-        for key in ("seed", "workers", "eval_cache_mb"):
+        if self.cutout and not self.name.startswith("cifar"):
+            raise DataError(f"data.cutout: Cutout is part of the CIFAR recipe only, not of {self.name}")
+        for key in ("seed", "workers", "eval_cache_mb", "cutout"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise DataError(f"data.{key}: expected an integer >= 0, got {value!r}")

@@ -9,7 +9,7 @@ Graphs (per image; parameters fed from Python by vaenas.data.dali_feed, see ther
     folder, training:   ROI decode of the crop box (image_slice) -> resize S x S -> mirror, normalise
     folder, evaluation: decode -> resize (h', w') -> slice S x S at the centre -> normalise
     arrays (CIFAR):     pixels -> slice 32 x 32 at (left - 4, top - 4) padding with zeros -> [resize S] -> mirror,
-                        normalise; evaluation: pixels -> [resize S] -> normalise
+                        normalise -> [Cutout: erase a square to 0]; evaluation: pixels -> [resize S] -> normalise
 Output: float32 [B, 3, S, S]; on a GPU (torch.cuda available) the decode is "mixed" (nvJPEG) and the
 images are CUDA tensors in channels-last memory (a [B, S, S, 3] buffer viewed as NCHW), labels on the
 same GPU; without one the pipeline runs CPU-only (device_id=None) and gives contiguous CPU tensors.
@@ -118,6 +118,10 @@ def _graph(feeder: Feeder, batch_size: int, threads: int, device_id: int | None)
             images, mirror=given.get("mirror", 0), mean=mean.tolist(), std=std.tolist(), dtype=types.FLOAT,
             output_layout="HWC" if gpu else "CHW",
         )
+        if "erase_anchor" in given:  # Cutout, after normalisation: the square is 0 in normalised units
+            images = fn.erase(
+                images, anchor=given["erase_anchor"], shape=given["erase_shape"], axis_names="HW", fill_value=0.0,
+            )
         pipe.set_outputs(images)
     pipe.build()
     return pipe

@@ -185,7 +185,8 @@ class ArrayFeeder(Feeder):
     """Images in memory (TensorImages: CIFAR, digits) as uint8 [H, W, C] arrays, and the CIFAR crop.
 
     training (CIFAR): pixels, anchor (x, y) = (left - 4, top - 4) of the crop in the unpadded image
-    (the graph pads with zeros), mirror int32; evaluation and digits: pixels only.
+    (the graph pads with zeros), mirror int32, and with Cutout erase_anchor (y, x) and erase_shape (h, w)
+    of the zeroed square in the S x S output; evaluation and digits: pixels only.
     """
 
     def __init__(self, dataset: TensorImages, train: bool) -> None:
@@ -193,6 +194,8 @@ class ArrayFeeder(Feeder):
         assert isinstance(self.transform, (CifarTrain, PlainTransform)), type(self.transform)
         self.crops = isinstance(self.transform, CifarTrain)
         self.inputs = ("pixels", "anchor", "mirror") if self.crops else ("pixels",)
+        if self.crops and self.transform.cutout:
+            self.inputs += ("erase_anchor", "erase_shape")
         # HWC once for all: DALI's image operators want channels last
         self.hwc = np.ascontiguousarray(dataset.images.numpy().transpose(0, 2, 3, 1))
 
@@ -202,7 +205,11 @@ class ArrayFeeder(Feeder):
         rng, pad = random.Random(aug_seed), self.transform.padding
         top, left = rng.randint(0, 2 * pad), rng.randint(0, 2 * pad)  # CifarTrain.geometry's draws, in order
         mirror = rng.random() < 0.5
-        return self.hwc[index], _vec(left - pad, top - pad), np.array(mirror, dtype=np.int32)
+        out = (self.hwc[index], _vec(left - pad, top - pad), np.array(mirror, dtype=np.int32))
+        if self.transform.cutout:
+            y0, x0, y1, x1 = self.transform.cutout_box(rng)
+            out += (_vec(y0, x0), _vec(y1 - y0, x1 - x0))
+        return out
 
 
 def feeder_for(dataset, train: bool) -> Feeder:

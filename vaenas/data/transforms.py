@@ -5,7 +5,7 @@ image and epoch by the loader, see seeding.sample_seed) and never from a global 
 augmentation is fixed by (seed, epoch, image): the same with any number of workers or ranks, and
 after a resume. Evaluation transforms are deterministic and ignore the RNG.
 
-    cifar     train: zero-pad 4, random 32x32 crop, horizontal flip    eval: as is
+    cifar     train: zero-pad 4, random 32x32 crop, horizontal flip, optional Cutout    eval: as is
     imagenet  train: random resized crop (scale 0.08-1, ratio 3/4-4/3), flip
               eval:  resize the short side to S*256/224, centre crop S
     digits    train = eval: resize (bilinear) to S
@@ -58,9 +58,28 @@ class PlainTransform(Transform):
 
 
 class CifarTrain(Transform):
-    """Zero-pad 4 on every side, random crop back to the input size, horizontal flip with p = 1/2."""
+    """Zero-pad 4 on every side, random crop back to the input size, horizontal flip with p = 1/2, then
+    Cutout (DeVries & Taylor 2017) if `cutout` > 0: a `cutout` x `cutout` square of the normalised
+    S x S image, centred on a uniformly drawn pixel and clipped to the image, set to 0."""
 
     padding = 4
+
+    def __init__(self, dataset: str, size: int, cutout: int = 0) -> None:
+        super().__init__(dataset, size)
+        self.cutout = cutout
+
+    def __call__(self, image: torch.Tensor, rng: random.Random | None = None) -> torch.Tensor:
+        image = super().__call__(image, rng)
+        if self.cutout:
+            top, left, bottom, right = self.cutout_box(rng)
+            image[:, top:bottom, left:right] = 0
+        return image
+
+    def cutout_box(self, rng: random.Random) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right) of the Cutout square in the S x S output, drawn after the crop and flip."""
+        y, x = rng.randrange(self.size), rng.randrange(self.size)
+        half = self.cutout // 2
+        return max(0, y - half), max(0, x - half), min(self.size, y - half + self.cutout), min(self.size, x - half + self.cutout)
 
     def geometry(self, image: torch.Tensor, rng: random.Random | None) -> torch.Tensor:
         assert rng is not None, "training transforms need the per-image RNG"
@@ -109,9 +128,11 @@ class ImageNetEval(Transform):
         return F.center_crop(image, [self.size, self.size])
 
 
-def transforms_for(dataset: str, size: int) -> tuple[Transform, Transform]:
-    """(training transform, evaluation transform) of `dataset` at image side `size`."""
+def transforms_for(dataset: str, size: int, cutout: int = 0) -> tuple[Transform, Transform]:
+    """(training transform, evaluation transform) of `dataset` at image side `size` (`cutout`: CIFAR only)."""
     family = "cifar" if dataset.startswith("cifar") else dataset
-    train = {"cifar": CifarTrain, "imagenet": ImageNetTrain, "digits": PlainTransform}[family]
     evaluation = ImageNetEval if family == "imagenet" else PlainTransform
+    if family == "cifar":
+        return CifarTrain(dataset, size, cutout), evaluation(dataset, size)
+    train = {"imagenet": ImageNetTrain, "digits": PlainTransform}[family]
     return train(dataset, size), evaluation(dataset, size)
