@@ -145,3 +145,30 @@ def test_exported_child_gives_the_supernets_logits():
     got = got[-1] if isinstance(got, tuple) else got
     clear_group_statistics(search.supernet)
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_resume_in_the_middle_of_the_evolution(tmp_path, monkeypatch):
+    """A run resumed from a checkpoint taken between two generations ends as the straight run."""
+    import shutil
+
+    keep_all = RunFolder.save_checkpoint
+    monkeypatch.setattr(RunFolder, "save_checkpoint", lambda self, state, step, keep=2: keep_all(self, state, step, None))
+    straight = tmp_path / "straight"
+    assert main(TINY + [f"out={straight}", "search.generations=2"]) == 0
+    checkpoints = RunFolder(straight).checkpoints()
+    middle = [p for p in checkpoints
+              if (lambda s: s["phase"] == "search" and len(s["state"]["evolutions"]) == 2
+                  and s["state"]["evolutions"]["uniform"]["generation"] == 2)(load_checkpoint(p))]
+    assert middle, "no checkpoint between two generations"
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight, resumed)
+    for path in RunFolder(resumed).checkpoints():
+        if path.name > middle[0].name:
+            path.unlink()
+    (resumed / "architecture.json").unlink()
+    assert main(["--resume", str(resumed), "progress=false"]) == 0
+    a, b = _final_state(straight), _final_state(resumed)
+    for seeding in ("vae", "uniform"):
+        assert torch.equal(a["evolutions"][seeding]["archs"], b["evolutions"][seeding]["archs"])
+        assert torch.equal(a["evolutions"][seeding]["scores"], b["evolutions"][seeding]["scores"])
+    assert json.loads((straight / "architecture.json").read_text()) == json.loads((resumed / "architecture.json").read_text())
