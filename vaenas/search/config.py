@@ -277,7 +277,9 @@ def _build(defaults: Any, data: dict[str, Any], prefix: str = "", root: type | N
     try:
         return dataclasses.replace(defaults, **values)
     except (TypeError, ValueError) as error:  # a section's own __post_init__ checks
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from error
+        where = prefix.rstrip(".") or "config"
+        # a section that names its keys itself (DataConfig: "data.name: ...") needs no second prefix
+        raise ConfigError(str(error) if str(error).startswith(prefix) else f"{where}: {error}") from error
 
 
 def _set_dotted(tree: dict[str, Any], key: str, value: Any, root: type = TabularConfig) -> None:
