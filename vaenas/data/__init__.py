@@ -9,8 +9,12 @@
 Datasets: "digits" (packaged, no download), "cifar10" / "cifar100" (the python pickle batches),
 "imagenet" (any class-folder tree root/train/<class>/..., root/val/<class>/...).
 Modules: config (DataConfig, DataError), cifar / digits / folder (reading), transforms, datasets
-(key -> sample), splits (hold-out, calibration), seeding, loaders (TrainLoader, EvalLoader), build.
-Backend: torchvision's DataLoader; a DALI backend will sit behind the same build_search_data.
+(key -> sample), splits (hold-out, calibration), seeding, loaders (TrainLoader, EvalLoader), build,
+dali + dali_feed (the DALI backend).
+Backends (DataConfig.backend): "torchvision" (DataLoader), "dali" (NVIDIA DALI, optional:
+pip install nvidia-dali-cuda130; the only module importing it is vaenas.data.dali, lazily), "auto".
+Both give the same images in the same order (DALI: same crops and flips, pixels within JPEG-decoder
+and resampling rounding); on a GPU DALI decodes with nvJPEG and serves CUDA channels-last tensors.
 """
 
 from vaenas.data.build import SearchData, build_search_data
