@@ -57,6 +57,9 @@ step bench_cuda 100 "$PYTHON" -m pytest bench/ -m cuda -k "not triton" -q -v --b
 sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench_cuda.log"
 step bench_triton 120 "$PYTHON" -m pytest bench/ -m cuda -k "triton or reference" -q -v --benchmark-json="$LOG_DIR/bench_triton.json"
 sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench_triton.log"
+# Gradient search: one architecture step of the NASNet supernet, mode two vs DARTS-style vs naive two-path (issue 7)
+step bench_gated 120 "$PYTHON" bench/bench_gated.py --device cuda --steps 5
+tail -n 6 "$LOG_DIR/bench_gated.log"
 
 if [ ${#failed[@]} -ne 0 ]; then
     echo "FAILED: ${failed[*]}"

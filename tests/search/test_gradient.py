@@ -22,7 +22,7 @@ TINY = [
     "method=gradient", "space=nasbench201", "progress=false", "supernet.nasbench201.channels=4",
     "data.image_size=8", "data.batch_size=16", "data.holdout=48", "data.calibration_images=16",
     "data.eval_batch_size=48", "train.steps=6", "vaenas.refit_every=3", "vaenas.n_samples=4", "vae.n_iters=5",
-    "vae.batch_size=8", "eval.group_size=4", "run.checkpoint_every=2", "run.log_every=1",
+    "vae.batch_size=8", "eval.group_size=4", "run.checkpoint_every=2", "run.log_every=1", "gradient.baseline=false",
 ]
 
 

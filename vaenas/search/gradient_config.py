@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from vaenas.ops.gated import MODES
 from vaenas.search.config import ConfigError, option
-from vaenas.search.oneshot_config import OneShotConfig, SupernetConfig
+from vaenas.search.oneshot_config import OneShotConfig, SupernetConfig, TrainConfig, VAENASConfig
 
 #: spaces whose supernet takes gates (vaenas.supernet.gates)
 GRADIENT_SPACES = ("nasbench201", "nasnet", "shufflenet")
@@ -39,8 +39,8 @@ class GradientSection:
         "mode) or full (every candidate, recomputed in backward)", choices=MODES,
     )
     arch_lr: float = option(
-        0.01, "Adam learning rate of the architecture logits w (ProxylessNAS: 1e-3 over 120 epochs; the "
-        "demo's few hundred steps need more)", above=0,
+        0.05, "Adam learning rate of the architecture logits w (ProxylessNAS: 1e-3 over 120 epochs; the "
+        "demo's 150 iterations need more)", above=0,
     )
     arch_beta1: float = option(0.0, "Adam β1 of w (ProxylessNAS: 0, so logits off the path do not drift)",
                                at_least=0, at_most=1)
@@ -50,7 +50,7 @@ class GradientSection:
         at_least=1,
     )
     baseline: bool = option(
-        False, "also run plain ProxylessNAS (sampling=softmax, same seed and steps) in RUN_DIR/proxylessnas and "
+        True, "also run plain ProxylessNAS (sampling=softmax, same seed and steps) in RUN_DIR/proxylessnas and "
         "plot both runs' entropy of softmax(w) and distinct architectures trained",
     )
 
@@ -62,6 +62,11 @@ class GradientConfig(OneShotConfig):
     method: str = option("gradient", "search method (gradient: Algorithm 3)", choices=("gradient",))
     space: str = option("nasnet", "search space", choices=GRADIENT_SPACES)
     supernet: SupernetConfig = field(default_factory=demo_supernets)
+    # the demo: 150 iterations of both steps, refits at 50, 100, 150 (~0.5 s of CPU per iteration);
+    # SGD at DARTS's 0.025 (0.1, the one-shot NB201 demo's, diverged on the NASNet supernet)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, lr=0.025, weight_decay=3e-4))
+    vaenas: VAENASConfig = field(default_factory=lambda: VAENASConfig(refit_every=50, n_samples=16,
+                                                                       compare_samples=0))
     gradient: GradientSection = field(default_factory=GradientSection)
 
     def check(self) -> None:

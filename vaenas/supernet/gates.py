@@ -21,16 +21,19 @@ from vaenas import ops
 @dataclass(frozen=True)
 class Gates:
     """logits [T, K] (position t uses logits[t, :vocab_sizes[t]]); mode "full" or "two";
-    other LongTensor[T] (CPU): mode two's second path at every position, else None."""
+    other LongTensor[T] (CPU): mode two's second path at every position, else None; backend: of
+    gated_mixed_op (None: the fastest; "reference" runs and stores every gated candidate, which
+    bench/bench_gated.py uses as the DARTS-style and naive two-path baselines)."""
 
     logits: Tensor
     mode: str
     other: Tensor | None = None
+    backend: str | None = None
 
     def positions(self, start: int, stop: int) -> Gates:
         """The gates of positions start..stop-1 (a NASNet cell's slice of the 28 tokens)."""
         other = None if self.other is None else self.other[start:stop]
-        return Gates(self.logits[start:stop], self.mode, other)
+        return Gates(self.logits[start:stop], self.mode, other, self.backend)
 
     def reads(self, tokens: Tensor) -> Tensor:
         """tokens [1, P] with each `none` (0) replaced by the token whose gate gradient is also
@@ -56,7 +59,7 @@ class Gates:
         bound = [None if c is None else functools.partial(c, segments=segments) for c in candidates]
         other = None if self.mode == "full" else int(self.other[position])
         logits = self.logits[position, : len(candidates)]
-        return ops.gated_mixed_op(x, bound, active, logits, self.mode, other, none_shape)
+        return ops.gated_mixed_op(x, bound, active, logits, self.mode, other, none_shape, backend=self.backend)
 
 
 def check_single_path(archs: Tensor, gates: Gates | None) -> None:
