@@ -225,3 +225,11 @@ def test_cifar_cutout_is_the_same_square_in_both_backends(cifar10):
         assert torch.equal(labels, expected_labels) and torch.allclose(got, expected, atol=1e-5)
         zeroed = (got == 0).all(dim=1).flatten(1).sum(1)  # pixels erased in all 3 channels, per image
         assert zeroed.min() >= 8 * 8 and zeroed.max() <= 16 * 16  # clipped at a corner at worst
+
+
+def test_evaluation_passes_repeat_after_an_abandoned_one(photos):
+    data = build_search_data(photo_config(photos, backend="dali", image_size=32, eval_cache_mb=0))
+    first = list(data.test)
+    assert [len(labels) for _, labels in first] == [5, 4]
+    next(iter(data.test))  # a pass given up after one batch leaves nothing scheduled behind
+    assert_same_batches(list(data.test), first)
