@@ -24,7 +24,7 @@ GRADIENT_SPACES = ("nasbench201", "nasnet", "shufflenet")
 
 
 def demo_supernets() -> SupernetConfig:
-    """The CPU demo's reduced supernets (full size: supernet.nasnet="{C: 16, layers: 8}", ...)."""
+    """The CPU demo's reduced supernets (full size: supernet.nasnet.C=16 supernet.nasnet.layers=8, ...)."""
     return SupernetConfig(nasnet={"C": 4, "layers": 3}, shufflenet={"width": 0.5, "small_input": True})
 
 
