@@ -147,3 +147,17 @@ def test_bad_configs_are_refused(capsys):
     assert "group_size" in capsys.readouterr().err
     assert main(TINY + ["space=nasbench101"]) == 2
     assert main(TINY + ["gradient.mode=three"]) == 2
+
+
+def test_validation_stream_shards_by_rank_cycles_and_resumes():
+    from vaenas.search.gradient import ValidationStream
+
+    loader = [(torch.arange(10)[:, None].float() + 10 * b, torch.arange(10) + 10 * b) for b in range(2)]  # 20 rows
+    streams = [ValidationStream(loader, 4, rank, 2) for rank in range(2)]
+    taken = [[next(s)[1].tolist() for _ in range(3)] for s in streams]
+    # 4 chunks per pass (the last 2 rows of each loader batch are dropped), alternated between ranks
+    assert taken[0] == [[0, 1, 2, 3], [10, 11, 12, 13], [0, 1, 2, 3]]
+    assert taken[1] == [[4, 5, 6, 7], [14, 15, 16, 17], [4, 5, 6, 7]]
+    resumed = ValidationStream(loader, 4, 1, 2)
+    resumed.load_state_dict(streams[1].state_dict())
+    assert next(resumed)[1].tolist() == next(streams[1])[1].tolist()
