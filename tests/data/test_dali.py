@@ -233,3 +233,12 @@ def test_evaluation_passes_repeat_after_an_abandoned_one(photos):
     assert [len(labels) for _, labels in first] == [5, 4]
     next(iter(data.test))  # a pass given up after one batch leaves nothing scheduled behind
     assert_same_batches(list(data.test), first)
+
+
+def test_cifar_served_at_another_size_is_resized_alike(cifar10):
+    root, _ = cifar10
+    torchvision = build_search_data(cifar_config(root, image_size=40))
+    dali = build_search_data(cifar_config(root, image_size=40, backend="dali"))
+    (expected, _), (got, _) = next(torchvision.train), next(dali.train)
+    assert got.shape == (16, 3, 40, 40) and levels(got, expected, "cifar10").max() <= 1.01  # bilinear rounding
+    assert levels(dali.holdout.tensors()[0], torchvision.holdout.tensors()[0], "cifar10").max() <= 1.01

@@ -75,56 +75,69 @@ def _device_id() -> int | None:
 def _graph(feeder: Feeder, batch_size: int, threads: int, device_id: int | None) -> Any:
     """A built DALI pipeline whose external inputs are `feeder.inputs` and whose output is the images."""
     dali = import_dali()
-    fn, types = dali.fn, dali.types
     gpu = device_id is not None
     transform = feeder.transform
-    size = transform.size
     pipe = dali.Pipeline(
         batch_size=batch_size, num_threads=threads, device_id=device_id, prefetch_queue_depth=1,
         exec_async=True, exec_pipelined=True,
     )
     with pipe:
         given = {
-            name: fn.external_source(name=name, layout="HWC" if name == "pixels" else None) for name in feeder.inputs
+            name: dali.fn.external_source(name=name, layout="HWC" if name == "pixels" else None)
+            for name in feeder.inputs
         }
-        if "encoded" in given and feeder.train:
-            images = fn.decoders.image_slice(
-                given["encoded"], given["anchor"], given["shape"], device="mixed" if gpu else "cpu",
-                output_type=types.RGB, axis_names="WH", normalized_anchor=False, normalized_shape=False,
-                adjust_orientation=False,  # PIL (the torchvision path) ignores EXIF orientation too
-            )
-            images = fn.resize(images, size=[size, size], antialias=True)
-        elif "encoded" in given:
-            images = fn.decoders.image(
-                given["encoded"], device="mixed" if gpu else "cpu", output_type=types.RGB, adjust_orientation=False
-            )
-            images = fn.resize(images, size=given["size"], antialias=True)
-            images = fn.slice(
-                images, given["anchor"], np.array([size, size], np.float32), axis_names="WH",
-                normalized_anchor=False, normalized_shape=False,
-            )
+        if "encoded" in given:
+            images = (_crop_decode if feeder.train else _centre_crop)(dali, given, transform.size, gpu)
         else:
-            images = given["pixels"].gpu() if gpu else given["pixels"]
-            if "anchor" in given:
-                height, width = feeder.hwc.shape[1:3]
-                images = fn.slice(
-                    images, given["anchor"], np.array([width, height], np.float32), axis_names="WH",
-                    normalized_anchor=False, normalized_shape=False, out_of_bounds_policy="pad", fill_values=0,
-                )
-            if feeder.hwc.shape[1:3] != (size, size):
-                images = fn.resize(images, size=[size, size], antialias=True)
+            images = _pad_crop(dali, given, feeder.hwc.shape[1:3], transform.size, gpu)
         mean, std = (np.array(v, np.float32) * 255 for v in (transform.mean, transform.std))
-        images = fn.crop_mirror_normalize(
-            images, mirror=given.get("mirror", 0), mean=mean.tolist(), std=std.tolist(), dtype=types.FLOAT,
+        images = dali.fn.crop_mirror_normalize(
+            images, mirror=given.get("mirror", 0), mean=mean.tolist(), std=std.tolist(), dtype=dali.types.FLOAT,
             output_layout="HWC" if gpu else "CHW",
         )
         if "erase_anchor" in given:  # Cutout, after normalisation: the square is 0 in normalised units
-            images = fn.erase(
+            images = dali.fn.erase(
                 images, anchor=given["erase_anchor"], shape=given["erase_shape"], axis_names="HW", fill_value=0.0,
             )
         pipe.set_outputs(images)
     pipe.build()
     return pipe
+
+
+def _crop_decode(dali: Any, given: dict, size: int, gpu: bool) -> Any:
+    """Folder training: decode only the crop box (ROI decode), resize it to size x size: HWC uint8."""
+    images = dali.fn.decoders.image_slice(
+        given["encoded"], given["anchor"], given["shape"], device="mixed" if gpu else "cpu",
+        output_type=dali.types.RGB, axis_names="WH", normalized_anchor=False, normalized_shape=False,
+        adjust_orientation=False,  # PIL (the torchvision path) ignores EXIF orientation too
+    )
+    return dali.fn.resize(images, size=[size, size], antialias=True)
+
+
+def _centre_crop(dali: Any, given: dict, size: int, gpu: bool) -> Any:
+    """Folder evaluation: decode, resize to the fed (h', w'), slice size x size at the fed anchor: HWC uint8."""
+    images = dali.fn.decoders.image(
+        given["encoded"], device="mixed" if gpu else "cpu", output_type=dali.types.RGB, adjust_orientation=False
+    )
+    images = dali.fn.resize(images, size=given["size"], antialias=True)
+    return dali.fn.slice(
+        images, given["anchor"], np.array([size, size], np.float32), axis_names="WH",
+        normalized_anchor=False, normalized_shape=False,
+    )
+
+
+def _pad_crop(dali: Any, given: dict, stored: tuple[int, int], size: int, gpu: bool) -> Any:
+    """Arrays (CIFAR): [crop the stored (h, w) at the fed anchor, zeros outside], [resize to size]: HWC uint8."""
+    images = given["pixels"].gpu() if gpu else given["pixels"]
+    if "anchor" in given:
+        height, width = stored
+        images = dali.fn.slice(
+            images, given["anchor"], np.array([width, height], np.float32), axis_names="WH",
+            normalized_anchor=False, normalized_shape=False, out_of_bounds_policy="pad", fill_values=0,
+        )
+    if tuple(stored) != (size, size):
+        images = dali.fn.resize(images, size=[size, size], antialias=True)
+    return images
 
 
 # Batches fed and scheduled ahead of the one being consumed. The pipeline's own prefetch queue stays at
