@@ -233,6 +233,10 @@ def test_evaluation_passes_repeat_after_an_abandoned_one(photos):
     assert [len(labels) for _, labels in first] == [5, 4]
     next(iter(data.test))  # a pass given up after one batch leaves nothing scheduled behind
     assert_same_batches(list(data.test), first)
+    cached = build_search_data(photo_config(photos, backend="dali", image_size=32))
+    assert_same_batches(list(cached.test), first)
+    assert cached.test._loader._pipe is None  # cached after one pass: the pipeline is freed
+    assert_same_batches(list(cached.test), first)
 
 
 def test_cifar_served_at_another_size_is_resized_alike(cifar10):

@@ -212,6 +212,10 @@ class _DaliBatches:
         for batch in keys:
             pending.append(self._schedule(batch))
 
+    def release(self) -> None:
+        """Drop the pipeline (rebuilt if iterated again)."""
+        self._pipe = None
+
     def _drain(self, scheduled: int) -> None:
         # runs already scheduled would otherwise be returned by the next iteration's first outputs()
         for _ in range(scheduled):
@@ -249,3 +253,8 @@ class DaliEvalLoader(EvalLoader):
 
     def _make_loader(self, dataset: Any, batches: list, workers: int, pin_memory: bool) -> _DaliBatches:
         return _DaliBatches(feeder_for(dataset, train=False), batches, max(len(b) for b in batches), max(1, workers))
+
+    def _pass(self) -> Iterator[Batch]:
+        yield from super()._pass()
+        if self._cache is not None:  # served from memory from now on: free the pipeline's threads and buffers
+            self._loader.release()
