@@ -142,13 +142,13 @@ class _GatedMixedOp(torch.autograd.Function):
         inner_x, output = ctx.saved_tensors
         gate_grads = torch.zeros(len(ctx.candidates), dtype=torch.float64, device=grad_output.device)
         if ctx.candidates[ctx.active] is not None:
-            gate_grads[ctx.active] = (output.double() * grad_output.double()).sum()
+            gate_grads[ctx.active] = _inner_product(output, grad_output)
         enabled, dtype = ctx.autocast
         with torch.no_grad(), torch.autocast(inner_x.device.type, dtype=dtype, enabled=enabled):
             for j in ctx.paths:
                 if j != ctx.active and ctx.candidates[j] is not None:
                     # recomputed, used once, freed: never stored across the step
-                    gate_grads[j] = (ctx.candidates[j](inner_x).double() * grad_output.double()).sum()
+                    gate_grads[j] = _inner_product(ctx.candidates[j](inner_x), grad_output)
         grad_x = None
         if ctx.inner is not None:
             torch.autograd.backward(ctx.inner, grad_output)
@@ -156,6 +156,11 @@ class _GatedMixedOp(torch.autograd.Function):
         ctx.inner = None
         grad_logits = gate_estimator(gate_grads, ctx.logits, ctx.paths) if ctx.needs_input_grad[1] else None
         return grad_x, grad_logits, None, None, None, None
+
+
+def _inner_product(a: Tensor, b: Tensor) -> Tensor:
+    """Σ a·b over all elements, accumulated in float64 (one product in the inputs' dtype, no copies)."""
+    return (a * b).sum(dtype=torch.float64)
 
 
 def draw_other_path(logits: Tensor, active: Tensor, generator: torch.Generator | None = None) -> Tensor:
