@@ -48,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         "gates on paths drawn from the VAE (gradient.sampling=softmax: plain ProxylessNAS).",
         epilog="options (key=default (type) description):\n" + "\n".join(describe_options(GradientConfig()))
         + "\n\nexamples:\n  python -m vaenas.search method=gradient space=nasnet data=digits\n"
-        "  python -m vaenas.search method=gradient gradient.baseline=true   # + plain ProxylessNAS, compared\n"
+        "  python -m vaenas.search method=gradient gradient.baseline=false  # VAENAS-G only, no ProxylessNAS run\n"
+        "  python -m vaenas.search method=gradient gradient.sampling=softmax gradient.baseline=false  # ProxylessNAS\n"
         "  python -m vaenas.search --resume runs/gradient-nasnet-digits-20260101-000000",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
