@@ -73,10 +73,9 @@ def _supernet_summary(terminalreporter: pytest.TerminalReporter, results: dict) 
     if not results:
         return
     terminalreporter.section(f"supernet: throughput and speedup over the baseline ({_versions(any(d == 'cuda' for _, d, _ in results))})")
-    terminalreporter.write_line(f"{'what':40} {'device':6} {'variant':10} {'throughput':>14} {'ratio':>7}")
+    terminalreporter.write_line(f"{'what':48} {'device':6} {'variant':14} {'throughput':>16} {'ratio':>7}")
     for (what, device, unit), variants in sorted(results.items()):
         baseline = next(iter(variants.values()))
         for variant, value in variants.items():
-            terminalreporter.write_line(
-                f"{what:40} {device:6} {variant:10} {value:10.1f} {unit:>3} {value / baseline:7.2f}"
-            )
+            ratio = f"{value / baseline:7.2f}" if unit != "%" else ""  # shares are not ratios
+            terminalreporter.write_line(f"{what:48} {device:6} {variant:14} {value:10.1f} {unit:>5} {ratio}")

@@ -53,13 +53,23 @@ tail -n 3 "$LOG_DIR/tests_triton.log"
 
 # -v: the log names every finished case even if the step runs out of time. Triton's first call
 # per shape autotunes, so it gets its own step and time.
-step bench_cuda 100 "$PYTHON" -m pytest bench/ -m cuda -k "not triton" -q -v --benchmark-json="$LOG_DIR/bench_cuda.json"
+step bench_cuda 100 "$PYTHON" -m pytest bench/bench_vae_decode.py -m cuda -k "not triton" -q -v --benchmark-json="$LOG_DIR/bench_cuda.json"
 sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench_cuda.log"
-step bench_triton 120 "$PYTHON" -m pytest bench/ -m cuda -k "triton or reference" -q -v --benchmark-json="$LOG_DIR/bench_triton.json"
+step bench_triton 120 "$PYTHON" -m pytest bench/bench_vae_decode.py -m cuda -k "triton or reference" -q -v --benchmark-json="$LOG_DIR/bench_triton.json"
 sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench_triton.log"
 # Gradient search: one architecture step of the NASNet supernet, mode two vs DARTS-style vs naive two-path (issue 7)
 step bench_gated 120 "$PYTHON" bench/bench_gated.py --device cuda --steps 5
 tail -n 6 "$LOG_DIR/bench_gated.log"
+
+# One-shot (issue 6): (a) NB201 evaluation G=16 vs G=1, (b) VAENAS loop vs SPOS training img/s,
+# (c) ShuffleNet 224 px training img/s at batch 256 in bf16; then a 200-step one-shot smoke run of
+# the whole CLI on the GPU (full NB201 supernet, 32 px digits, bf16, channels-last).
+step bench_supernet 150 "$PYTHON" -m pytest bench/bench_supernet.py bench/bench_oneshot.py -m cuda -q -v --benchmark-json="$LOG_DIR/bench_supernet.json"
+sed -n '/supernet: throughput/,/^$/p' "$LOG_DIR/bench_supernet.log"
+step oneshot_smoke 90 "$PYTHON" -m vaenas.search method=oneshot progress=false train.device=cuda train.steps=200 \
+    supernet.nasbench201.channels=16 supernet.nasbench201.cells_per_stage=5 data.image_size=32 \
+    vaenas.refit_every=100 search.generations=1 --out "$LOG_DIR/oneshot_smoke"
+tail -n 12 "$LOG_DIR/oneshot_smoke.log"
 
 if [ ${#failed[@]} -ne 0 ]; then
     echo "FAILED: ${failed[*]}"
