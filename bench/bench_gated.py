@@ -15,7 +15,8 @@ step, the same for all variants, and is not timed here.
 Peak memory: on a GPU, torch.cuda.max_memory_allocated above what was allocated before the step;
 on the CPU, the process's peak resident set (getrusage ru_maxrss) above its resident set before
 the step, each variant in its own process (ru_maxrss never goes down). Time: median of `--steps`
-steps after the first.
+steps after the first, wall and the process's CPU time (on a shared CPU the wall time follows the
+other jobs' load; with one thread the CPU time is the step's own work).
 
     python bench/bench_gated.py [--device cpu|cuda] [--steps 3] [--variants two,naive-two,darts]
 Goal (issue 7): two's peak <= 1/3 of darts's, at no more than naive-two's time.
@@ -89,13 +90,15 @@ def measure(variant: str, device_name: str, steps: int, batch: int) -> dict:
         before = _resident_bytes()
         step()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    times = []
+    times, cpu_times = [], []
     for _ in range(steps):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         step()
         times.append(time.perf_counter() - started)
+        cpu_times.append(time.process_time() - cpu_started)
     return {"variant": variant, "device": device_name, "batch": batch, "peak_mb": peak / 2**20,
-            "step_s": statistics.median(times), "threads": torch.get_num_threads()}
+            "step_s": statistics.median(times), "cpu_s": statistics.median(cpu_times),
+            "threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     darts = next((r for r in rows if r["variant"] == "darts"), None)
     print(f"\nNASNet supernet C=16, 8 layers, 32 px, batch {arguments.batch}, {arguments.device}: "
           "one architecture step (gated forward + backward)")
-    print("| variant | peak memory (MiB) | vs darts | step time (s) |\n|---|---|---|---|")
+    print("| variant | peak memory (MiB) | vs darts | step time (s) | process CPU time (s) |\n|---|---|---|---|---|")
     for row in rows:
         ratio = f"{row['peak_mb'] / darts['peak_mb']:.2f}" if darts else "-"
-        print(f"| {row['variant']} | {row['peak_mb']:.0f} | {ratio} | {row['step_s']:.3f} |")
+        print(f"| {row['variant']} | {row['peak_mb']:.0f} | {ratio} | {row['step_s']:.3f} | {row['cpu_s']:.3f} |")
     return 0
 
 
