@@ -161,3 +161,23 @@ def test_validation_stream_shards_by_rank_cycles_and_resumes():
     resumed = ValidationStream(loader, 4, 1, 2)
     resumed.load_state_dict(streams[1].state_dict())
     assert next(resumed)[1].tolist() == next(streams[1])[1].tolist()
+
+
+def test_two_gloo_ranks_finish_with_identical_logits(tmp_path):
+    """torchrun, 2 CPU ranks: the run checks that w (averaged gradients) and the VAE agree on every
+    rank (check_identical raises otherwise) and writes the outputs once."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(port), "-m", "vaenas.search", *TINY, "train.steps=4", "vaenas.refit_every=2",
+               "train.device=cpu", f"out={tmp_path / 'run'}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "run" / "architecture.json").read_text())["steps"] == 4
