@@ -5,6 +5,7 @@ plot and architecture written, plain ProxylessNAS baseline)."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,12 @@ def test_two_gloo_ranks_finish_with_identical_logits(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "architecture.json").read_text())["steps"] == 4
+
+
+def test_path_entropy_is_zero_for_repeats_and_log_k_for_all_ops():
+    from vaenas.search.gradient import path_entropy
+
+    space = get_space("nasbench201")
+    assert path_entropy(torch.zeros(7, 6, dtype=torch.long), space) == 0.0
+    every_op = torch.arange(5)[:, None].expand(5, 6)
+    assert abs(path_entropy(every_op, space) - math.log(5)) < 1e-12

@@ -94,6 +94,19 @@ def mean_entropy(logits: Tensor) -> float:
     return float(torch.special.entr(torch.softmax(logits.detach().double(), dim=-1)).sum(-1).mean())
 
 
+#: paths in the window of path_entropy
+PATH_WINDOW = 50
+
+
+def path_entropy(archs: Tensor, space: SearchSpace) -> float:
+    """Mean over positions of the entropy (nats) of the ops the paths archs [N, T] used there: how
+    spread the trained paths are, whatever distribution drew them (whole strings of a large space
+    are all distinct while per-position choices can still have collapsed)."""
+    counts = torch.zeros(space.length, max(space.vocab_sizes), dtype=torch.float64)
+    counts.scatter_add_(1, archs.T.contiguous(), torch.ones(archs.T.shape, dtype=torch.float64))
+    return float(torch.special.entr(counts / len(archs)).sum(1).mean())
+
+
 def sample_softmax(space: SearchSpace, logits: Tensor, n: int, generator: torch.Generator) -> Tensor:
     """n valid architectures, each position drawn from softmax(w_t) (ProxylessNAS's multinomial),
     invalid rows drawn again: LongTensor[n, T]. Validity is a per-node constraint in NASNet and none
@@ -157,7 +170,8 @@ class GradientSearch(OneShotSearch):
         arch_batch = g.arch_batch_size or config.data.batch_size
         self.validation = ValidationStream(data.holdout, arch_batch, rank, world_size)
         self.trained: set[tuple[int, ...]] = set()  # distinct architectures trained
-        self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct
+        self.recent: list[list[int]] = []  # the last PATH_WINDOW paths trained
+        self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct, path_entropy
 
     # --- paths --------------------------------------------------------------------------------
     def sample_path(self) -> Tensor:
@@ -207,6 +221,7 @@ class GradientSearch(OneShotSearch):
             arch = self.sample_path()
             self.arch_digest = hashlib.sha256(self.arch_digest.encode() + arch.numpy().tobytes()).hexdigest()
             self.trained.add(tuple(arch[0].tolist()))
+            self.recent = (self.recent + [arch[0].tolist()])[-PATH_WINDOW:]
             if self.on_step is not None:
                 self.on_step(self.step, arch)
             arch_loss = self.arch_step(arch)
@@ -214,7 +229,8 @@ class GradientSearch(OneShotSearch):
             loss = self.trainer.step(self.step, images, labels, arch)
             self.step += 1
             if self.step % config.run.log_every == 0 or self.step == config.train.steps:
-                point = {"step": self.step, "entropy": mean_entropy(self.logits), "distinct": len(self.trained)}
+                point = {"step": self.step, "entropy": mean_entropy(self.logits), "distinct": len(self.trained),
+                         "path_entropy": path_entropy(torch.tensor(self.recent), self.space)}
                 self.curve.append(point)
                 self.log({"kind": "train", **point, "loss": float(loss), "arch_loss": float(arch_loss),
                           "lr": self.trainer.optimizer.param_groups[0]["lr"]})
@@ -260,7 +276,7 @@ class GradientSearch(OneShotSearch):
         state["gradient"] = {
             "logits": self.logits.detach().clone(), "arch_optimizer": self.arch_optimizer.state_dict(),
             "validation": self.validation.state_dict(), "trained": [list(a) for a in sorted(self.trained)],
-            "curve": [dict(point) for point in self.curve],
+            "curve": [dict(point) for point in self.curve], "recent": [list(a) for a in self.recent],
         }
         return state
 
@@ -273,6 +289,7 @@ class GradientSearch(OneShotSearch):
         self.validation.load_state_dict(mine["validation"])
         self.trained = {tuple(a) for a in mine["trained"]}
         self.curve = [dict(point) for point in mine["curve"]]
+        self.recent = [list(a) for a in mine["recent"]]
 
 
 __all__ = ["GradientSearch", "ValidationStream", "mean_entropy", "most_probable_architecture", "sample_softmax"]
