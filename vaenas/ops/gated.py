@@ -118,7 +118,9 @@ class _GatedMixedOp(torch.autograd.Function):
     Why the active candidate runs inside the Function rather than before it: a Function that
     returned the candidate's output unchanged would return a view of its input, which in-place
     ops downstream may not modify (autograd forbids it); this keeps the output a fresh tensor
-    with no copy."""
+    with no copy. Consequence: the active candidate's weights get their gradient from a nested
+    backward, i.e. accumulated into .grad (as loss.backward() does), also when the caller used
+    torch.autograd.grad; no double backward."""
 
     @staticmethod
     def forward(ctx, x, logits, candidates, active, paths, none_shape):  # type: ignore[override]
