@@ -4,7 +4,7 @@
     supernet (C=16, N=5, 32 px, 10 classes): G = 16 architectures per forward pass against G = 1
     (the SPOS loop: recalibrate and score one architecture at a time), the same architectures,
     recalibration and held-out images in the same run. Goal: >= 2x on 2 CPU cores, >= 8x on a GPU.
-    CPU: 16 architectures, 2 x 32 recalibration and 2 x 64 held-out images; GPU: 64 architectures,
+    CPU: 16 architectures, 32 recalibration and 64 held-out images; GPU: 64 architectures,
     4 x 64 and 4 x 256, bf16 autocast.
 (c) ShuffleNet-like supernet training throughput (images/s) at 224 px, batch 256, bf16 autocast,
     channels-last, one SPOS step (G = 1) per batch (GPU only).
@@ -22,7 +22,7 @@ from vaenas.supernet import get_supernet
 from vaenas.supernet.evaluation import evaluate_architectures
 
 EVAL_SIZES = {  # device -> (architectures, calibration batches x size, held-out batches x size)
-    "cpu": (16, (2, 32), (2, 64)),
+    "cpu": (16, (1, 32), (1, 64)),
     "cuda": (64, (4, 64), (4, 256)),
 }
 EVAL_CASES = [
