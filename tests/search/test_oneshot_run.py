@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -172,3 +173,15 @@ def test_resume_in_the_middle_of_the_evolution(tmp_path, monkeypatch):
         assert torch.equal(a["evolutions"][seeding]["archs"], b["evolutions"][seeding]["archs"])
         assert torch.equal(a["evolutions"][seeding]["scores"], b["evolutions"][seeding]["scores"])
     assert json.loads((straight / "architecture.json").read_text()) == json.loads((resumed / "architecture.json").read_text())
+
+
+def test_kendall_tau_b_by_hand():
+    from vaenas.search.oneshot import kendall_tau
+
+    # 5 concordant pairs, 1 discordant: (5 - 1) / 6
+    assert kendall_tau(torch.tensor([1.0, 2, 3, 4]), torch.tensor([1.0, 3, 2, 4])) == pytest.approx(4 / 6)
+    # one pair tied in each vector: S = 4 over sqrt((6 - 1) * (6 - 1))
+    assert kendall_tau(torch.tensor([1.0, 1, 2, 3]), torch.tensor([1.0, 2, 2, 3])) == pytest.approx(0.8)
+    assert kendall_tau(torch.tensor([3.0, 2, 1]), torch.tensor([1.0, 2, 3])) == pytest.approx(-1.0)
+    assert math.isnan(kendall_tau(torch.ones(4), torch.arange(4.0)))
+    assert math.isnan(kendall_tau(torch.ones(1), torch.ones(1)))
