@@ -5,9 +5,10 @@ import random
 
 import pytest
 import torch
+import torchvision.transforms.v2.functional as F
 
 from vaenas.data import DataConfig, DataError, build_search_data
-from vaenas.data.transforms import ImageNetEval, ImageNetTrain, transforms_for
+from vaenas.data.transforms import NORMALIZATION, ImageNetEval, ImageNetTrain, transforms_for
 
 
 @pytest.mark.parametrize(
@@ -17,6 +18,10 @@ from vaenas.data.transforms import ImageNetEval, ImageNetTrain, transforms_for
         (dict(name="cifar10"), r"data.root: the cifar10 dataset needs the folder"),
         (dict(backend="pil"), r"data.backend: 'pil' is not available"),
         (dict(cutout=16), r"data.cutout: Cutout is part of the CIFAR recipe only"),
+        (dict(color_jitter=0.4), r"data.color_jitter: colour jitter is part of the ImageNet recipe only"),
+        (dict(name="imagenet", root="x", color_jitter=1.0), r"data.color_jitter: expected a number in \[0, 1\)"),
+        (dict(name="imagenet", root="x", color_jitter=-0.1), r"data.color_jitter: expected a number in \[0, 1\)"),
+        (dict(name="imagenet", root="x", color_jitter="0.4"), r"data.color_jitter: expected a number"),
         (dict(batch_size=0), r"data.batch_size: expected an integer >= 1, got 0"),
         (dict(image_size=True), r"data.image_size: expected an integer >= 1"),
         (dict(workers=-1), r"data.workers: expected an integer >= 0"),
@@ -88,3 +93,25 @@ def test_training_transform_is_a_function_of_its_seed(dataset):
     assert torch.equal(outputs[0], outputs[1])
     assert not (torch.equal(outputs[0], outputs[2]) and torch.equal(outputs[0], outputs[3]))
     assert torch.equal(evaluation(image), evaluation(image))
+
+
+def test_color_jitter_draws_after_the_crop_and_flip_and_scales_the_uint8_crop():
+    image = torch.randint(0, 256, (3, 40, 36), dtype=torch.uint8)
+    plain, jitter = ImageNetTrain("imagenet", 16), ImageNetTrain("imagenet", 16, color_jitter=0.4)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in NORMALIZATION["imagenet"])
+    for seed in range(5):
+        off = plain(image, random.Random(seed))
+        # the pixels before normalisation, exactly (uint8 -> /255 -> normalise round-trips)
+        pixels = torch.round((off * std + mean) * 255).to(torch.uint8)
+        assert torch.equal(plain.finish(pixels), off)
+        rng = random.Random(seed)
+        plain.geometry(image, rng)  # the crop and flip draws; the jitter factors come next
+        brightness, contrast, saturation = jitter.jitter_factors(rng)
+        assert all(0.6 <= f <= 1.4 for f in (brightness, contrast, saturation))
+        expected = F.adjust_saturation(F.adjust_contrast(F.adjust_brightness(pixels, brightness), contrast), saturation)
+        assert torch.equal(jitter(image, random.Random(seed)), plain.finish(expected))
+    # brightness alone: every pixel times the factor, clamped at 255, truncated (torchvision's uint8 blend)
+    jitter.jitter_factors = lambda rng: (1.5, 1.0, 1.0)
+    pixels = torch.round((plain(image, random.Random(3)) * std + mean) * 255)
+    brighter = torch.round((jitter(image, random.Random(3)) * std + mean) * 255)
+    assert torch.equal(brighter, torch.floor(pixels * 1.5).clamp(max=255))

@@ -214,3 +214,17 @@ def test_bad_image_surfaces_with_its_path_when_loaded(image_tree):
     data = build_search_data(tree_config(image_tree))  # the tree is scanned, not decoded, when built
     with pytest.raises(DataError, match=r"val/bee/img_0.JPEG: cannot decode image"):
         list(data.test)
+
+
+def test_color_jitter_changes_training_images_reproducibly_and_leaves_evaluation_alone(image_tree):
+    plain = build_search_data(tree_config(image_tree))
+    jitter = build_search_data(tree_config(image_tree, color_jitter=0.4))
+    steps = plain.train.batches_per_epoch + 1  # into the second epoch
+    off, on = take(plain.train, steps), take(jitter.train, steps)
+    assert_same_batches(off, take(build_search_data(tree_config(image_tree, color_jitter=0.0)).train, steps))
+    assert_same_batches(on, take(build_search_data(tree_config(image_tree, color_jitter=0.4)).train, steps))
+    for (images_off, labels_off), (images_on, labels_on) in zip(off, on):
+        assert torch.equal(labels_off, labels_on)
+        assert all(not torch.equal(a, b) for a, b in zip(images_off, images_on))  # every image jittered
+    for name in ("holdout", "calibration", "test"):
+        assert_same_batches(list(getattr(plain, name)), list(getattr(jitter, name)))

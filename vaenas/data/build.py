@@ -82,7 +82,7 @@ def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) ->
 
 def _datasets(config: DataConfig) -> tuple[Dataset, Dataset | None, tuple[str, ...]]:
     """(training-split dataset, test-split dataset or None, class names) of the configured dataset."""
-    train_tf, eval_tf = transforms_for(config.name, config.size, config.cutout)
+    train_tf, eval_tf = transforms_for(config.name, config.size, config.cutout, config.color_jitter)
     root = Path(config.root).expanduser() if config.root else None
     if config.name == "digits":
         images, labels = digits.read_digits()

@@ -61,6 +61,10 @@ class DataConfig:
         0, "CIFAR training only: side of the Cutout square zeroed in each augmented image (0: none; 16 is the usual "
         "CIFAR-10 retraining recipe)"
     )
+    color_jitter: float = _option(
+        0.0, "ImageNet training only: brightness, contrast and saturation each scaled by a factor uniform in "
+        "[1 - j, 1 + j] per image (0: none; 0.4 is the usual Inception-style value)"
+    )
     skip_corrupt: bool = _option(
         False,
         "image files that cannot be decoded are skipped and counted (loader.skipped) instead of stopping the "
@@ -88,6 +92,7 @@ class DataConfig:
             _positive_int("image_size", self.image_size)
         if self.cutout and not self.name.startswith("cifar"):
             raise DataError(f"data.cutout: Cutout is part of the CIFAR recipe only, not of {self.name}")
+        _check_color_jitter(self.color_jitter, self.name)
         for key in ("seed", "workers", "eval_cache_mb", "cutout"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -103,6 +108,13 @@ class DataConfig:
 def _positive_int(key: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise DataError(f"data.{key}: expected an integer >= 1, got {value!r}")
+
+
+def _check_color_jitter(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise DataError(f"data.color_jitter: expected a number in [0, 1), got {value!r}")  # 1 could black out an image
+    if value and name != "imagenet":
+        raise DataError(f"data.color_jitter: colour jitter is part of the ImageNet recipe only, not of {name}")
 
 
 def _check_holdout(value: Any) -> None:

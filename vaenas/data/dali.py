@@ -6,7 +6,8 @@ DataLoader swapped for `_DaliBatches`: sharding, epoch order, resume state and t
 the torchvision path's own code, so both backends give the same images in the same order.
 
 Graphs (per image; parameters fed from Python by vaenas.data.dali_feed, see there why):
-    folder, training:   ROI decode of the crop box (image_slice) -> resize S x S -> mirror, normalise
+    folder, training:   ROI decode of the crop box (image_slice) -> resize S x S -> [colour jitter] -> mirror,
+                        normalise
     folder, evaluation: decode -> resize (h', w') -> slice S x S at the centre -> normalise
     arrays (CIFAR):     pixels -> slice 32 x 32 at (left - 4, top - 4) padding with zeros -> [resize S] -> mirror,
                         normalise -> [Cutout: erase a square to 0]; evaluation: pixels -> [resize S] -> normalise
@@ -90,6 +91,8 @@ def _graph(feeder: Feeder, batch_size: int, threads: int, device_id: int | None)
             images = (_crop_decode if feeder.train else _centre_crop)(dali, given, transform.size, gpu)
         else:
             images = _pad_crop(dali, given, feeder.hwc.shape[1:3], transform.size, gpu)
+        if "brightness" in given:  # colour jitter: on the uint8 crop, before normalisation (as ImageNetTrain)
+            images = _color_jitter(dali, images, given)
         mean, std = (np.array(v, np.float32) * 255 for v in (transform.mean, transform.std))
         images = dali.fn.crop_mirror_normalize(
             images, mirror=given.get("mirror", 0), mean=mean.tolist(), std=std.tolist(), dtype=dali.types.FLOAT,
@@ -112,6 +115,19 @@ def _crop_decode(dali: Any, given: dict, size: int, gpu: bool) -> Any:
         adjust_orientation=False,  # PIL (the torchvision path) ignores EXIF orientation too
     )
     return dali.fn.resize(images, size=[size, size], antialias=True)
+
+
+def _color_jitter(dali: Any, images: Any, given: dict) -> Any:
+    """The fed brightness, contrast, saturation factors on the uint8 crop (ImageNetTrain's jitter).
+
+    Not equal to torchvision's adjust_*: DALI's contrast pivots on mid-grey (128) where torchvision's
+    pivots on the image's mean grey level, so a contrast factor c moves pixels by |c - 1| * |mean - 128|
+    more or less (measured: within 0.5 level of (x - 128) * c + 128); brightness and saturation alone agree
+    within 1 level (rounding). Over whole batches of the test photos see tests/data/test_dali.py.
+    """
+    return dali.fn.color_twist(
+        images, brightness=given["brightness"], contrast=given["contrast"], saturation=given["saturation"]
+    )
 
 
 def _centre_crop(dali: Any, given: dict, size: int, gpu: bool) -> Any:

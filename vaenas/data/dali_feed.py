@@ -133,7 +133,8 @@ def _vec(*values: float) -> np.ndarray:
 class FileFeeder(Feeder):
     """Class-folder images (FileImages): the encoded file bytes and the crop of the ImageNet transforms.
 
-    training:   encoded uint8 [n], anchor (x, y), shape (w, h) of the random resized crop box, mirror int32
+    training:   encoded uint8 [n], anchor (x, y), shape (w, h) of the random resized crop box, mirror int32,
+                and with colour jitter brightness, contrast, saturation float32 scalars
     evaluation: encoded, size (h', w') after resizing the short side, anchor (x, y) of the centre crop
     Sizes come from the file header (PIL reads only the header, about 30 us), not from a decode.
     """
@@ -142,6 +143,8 @@ class FileFeeder(Feeder):
         super().__init__(dataset, train)
         assert isinstance(self.transform, ImageNetTrain if train else ImageNetEval), type(self.transform)
         self.inputs = ("encoded", "anchor", "shape", "mirror") if train else ("encoded", "size", "anchor")
+        if train and self.transform.color_jitter:
+            self.inputs += ("brightness", "contrast", "saturation")
         self.size = self.transform.size
 
     def name(self, index: int) -> str:
@@ -159,7 +162,9 @@ class FileFeeder(Feeder):
             rng = random.Random(aug_seed)
             top, left, h, w = self.transform.crop_box(height, width, rng)
             mirror = rng.random() < 0.5  # drawn after the box, as ImageNetTrain.geometry does
-            return encoded, _vec(left, top), _vec(w, h), np.array(mirror, dtype=np.int32)
+            out = (encoded, _vec(left, top), _vec(w, h), np.array(mirror, dtype=np.int32))
+            factors = self.transform.jitter_factors(rng)  # then the jitter, same order as geometry
+            return out if factors is None else out + tuple(np.array(f, dtype=np.float32) for f in factors)
         # torchvision's resize([short]): the short side to `short`, the long one truncated (int), then
         # center_crop's int(round(...)) offsets: same pixel grid as the torchvision path
         short = round(self.size * 256 / 224)

@@ -6,7 +6,7 @@ augmentation is fixed by (seed, epoch, image): the same with any number of worke
 after a resume. Evaluation transforms are deterministic and ignore the RNG.
 
     cifar     train: zero-pad 4, random 32x32 crop, horizontal flip, optional Cutout    eval: as is
-    imagenet  train: random resized crop (scale 0.08-1, ratio 3/4-4/3), flip
+    imagenet  train: random resized crop (scale 0.08-1, ratio 3/4-4/3), flip, optional colour jitter
               eval:  resize the short side to S*256/224, centre crop S
     digits    train = eval: resize (bilinear) to S
 Every path then resizes to S if the result is not S x S (CIFAR served at another size), repeats a
@@ -90,15 +90,35 @@ class CifarTrain(Transform):
 
 
 class ImageNetTrain(Transform):
-    """Inception-style random resized crop to S, then horizontal flip with p = 1/2 (torchvision's algorithm)."""
+    """Inception-style random resized crop to S, then horizontal flip with p = 1/2 (torchvision's algorithm),
+    then if `color_jitter` = j > 0 brightness, contrast and saturation factors each uniform in [1 - j, 1 + j],
+    applied in that fixed order to the uint8 crop (torchvision's ColorJitter shuffles the order; a fixed one
+    keeps the DALI graph, which applies all three in one color_twist, comparable)."""
 
     scale, ratio = (0.08, 1.0), (3 / 4, 4 / 3)
+
+    def __init__(self, dataset: str, size: int, color_jitter: float = 0.0) -> None:
+        super().__init__(dataset, size)
+        self.color_jitter = color_jitter
 
     def geometry(self, image: torch.Tensor, rng: random.Random | None) -> torch.Tensor:
         assert rng is not None, "training transforms need the per-image RNG"
         top, left, height, width = self.crop_box(image.shape[-2], image.shape[-1], rng)
         image = F.resized_crop(image, top, left, height, width, [self.size, self.size], antialias=True)
-        return F.horizontal_flip(image) if rng.random() < 0.5 else image
+        image = F.horizontal_flip(image) if rng.random() < 0.5 else image
+        factors = self.jitter_factors(rng)
+        if factors:
+            brightness, contrast, saturation = factors
+            image = F.adjust_saturation(F.adjust_contrast(F.adjust_brightness(image, brightness), contrast), saturation)
+        return image
+
+    def jitter_factors(self, rng: random.Random) -> tuple[float, float, float] | None:
+        """(brightness, contrast, saturation), drawn after the crop box and the flip so that turning jitter
+        on leaves those draws (and jitter off leaves the images) as they were; None when jitter is off."""
+        if not self.color_jitter:
+            return None
+        low, high = 1 - self.color_jitter, 1 + self.color_jitter
+        return rng.uniform(low, high), rng.uniform(low, high), rng.uniform(low, high)
 
     def crop_box(self, height: int, width: int, rng: random.Random) -> tuple[int, int, int, int]:
         """(top, left, h, w): 10 tries at a box of random area and aspect ratio, else the largest
@@ -128,11 +148,13 @@ class ImageNetEval(Transform):
         return F.center_crop(image, [self.size, self.size])
 
 
-def transforms_for(dataset: str, size: int, cutout: int = 0) -> tuple[Transform, Transform]:
-    """(training transform, evaluation transform) of `dataset` at image side `size` (`cutout`: CIFAR only)."""
+def transforms_for(dataset: str, size: int, cutout: int = 0, color_jitter: float = 0.0) -> tuple[Transform, Transform]:
+    """(training transform, evaluation transform) of `dataset` at image side `size` (`cutout`: CIFAR only,
+    `color_jitter`: ImageNet only)."""
     family = "cifar" if dataset.startswith("cifar") else dataset
     evaluation = ImageNetEval if family == "imagenet" else PlainTransform
     if family == "cifar":
         return CifarTrain(dataset, size, cutout), evaluation(dataset, size)
-    train = {"imagenet": ImageNetTrain, "digits": PlainTransform}[family]
-    return train(dataset, size), evaluation(dataset, size)
+    if family == "imagenet":
+        return ImageNetTrain(dataset, size, color_jitter), evaluation(dataset, size)
+    return PlainTransform(dataset, size), evaluation(dataset, size)
