@@ -1,4 +1,4 @@
-"""Small data sets in their real on-disk formats, written by the tests into their tmp_path (never ../shared)."""
+"""Small data sets in their real on-disk formats, written by the tests into their tmp_path (nothing outside the repository is read)."""
 
 from __future__ import annotations
 
