@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
 import time
 from datetime import datetime
@@ -33,7 +32,7 @@ from vaenas.search.config import ConfigError, describe_options, to_dict
 from vaenas.search.gradient import GradientSearch
 from vaenas.search.gradient_config import GradientConfig
 from vaenas.search.oneshot import resolve_device
-from vaenas.search.oneshot_cli import _load, _Metrics
+from vaenas.search.oneshot_cli import _load, _Metrics, setup_logging
 from vaenas.search.oneshot_config import fingerprint
 from vaenas.search.oneshot_report import _figure
 
@@ -162,10 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    setup_logging()
     backend = "gloo" if config.train.device == "cpu" else None
     try:
         with distributed_run(backend) as ctx:

@@ -78,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def setup_logging() -> None:
+    """Every search CLI's logging: INFO on rank 0, WARNING on the other ranks, on stderr."""
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notices are noise here
+
+
 def _load(arguments: argparse.Namespace, cls: type = OneShotConfig) -> tuple[OneShotConfig, Path | None]:
     """(config, run folder to resume or None); cls: the config class (the gradient search's too)."""
     overrides = list(arguments.overrides) + ([f"out={arguments.out}"] if arguments.out else [])
@@ -199,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    setup_logging()
     backend = "gloo" if config.train.device == "cpu" else None  # None: nccl with CUDA, else gloo
     try:
         with distributed_run(backend) as ctx:
