@@ -15,12 +15,7 @@ from vaenas.supernet import get_supernet
 from vaenas.supernet.evaluation import evaluate_architectures
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _supernet(seed: int = 0, channels: int = 4):

@@ -34,7 +34,7 @@ from vaenas.search.gradient_config import GradientConfig
 from vaenas.search.oneshot import resolve_device
 from vaenas.search.oneshot_cli import _load, _Metrics, setup_logging
 from vaenas.search.oneshot_config import fingerprint
-from vaenas.search.oneshot_report import _figure
+from vaenas.search.oneshot_report import _figure, _save
 
 logger = logging.getLogger("vaenas.search.gradient")
 PROG = "python -m vaenas.search method=gradient"
@@ -130,9 +130,7 @@ def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entr
                title="ops of the last 50 paths trained")
     right.set(xlabel="iteration", ylabel="distinct architectures trained", title="diversity of trained paths")
     left.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def report(summary: dict[str, Any], baseline: dict[str, Any] | None) -> str:

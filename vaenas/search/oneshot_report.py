@@ -22,6 +22,14 @@ def _figure():
     return plt
 
 
+def _save(plt, fig, path: Path) -> str:
+    """Lay out, write and close a figure; its file name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
+
+
 def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict[str, Any]) -> list[str]:
     """The three PNGs in run_dir; returns their file names."""
     plt = _figure()
@@ -36,28 +44,19 @@ def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict
         ax.plot(steps, [r["uniform_max"] for r in compared], "s--", alpha=0.5, label="uniform (max)")
         ax.set(xlabel="training step (refit)", ylabel="supernet accuracy (%)", title="VAE vs uniform samples")
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(run_dir / "refits.png", dpi=100)
-        plt.close(fig)
-        names.append("refits.png")
+        names.append(_save(plt, fig, run_dir / "refits.png"))
     if epsilons:
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.plot([e[0] for e in epsilons], [e[1] for e in epsilons])
         ax.set(xlabel="training step", ylabel="ε", title="Γ = (1-ε)U + ε·VAE", ylim=(0, 1.02))
-        fig.tight_layout()
-        fig.savefig(run_dir / "epsilon.png", dpi=100)
-        plt.close(fig)
-        names.append("epsilon.png")
+        names.append(_save(plt, fig, run_dir / "epsilon.png"))
     if summary.get("evolutions"):
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for seeding, entry in summary["evolutions"].items():
             ax.plot(range(len(entry["curve"])), entry["curve"], "o-", label=f"{seeding}-seeded")
         ax.set(xlabel="generation (0 = seeds)", ylabel="best supernet accuracy (%)", title="evolution")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(run_dir / "evolution.png", dpi=100)
-        plt.close(fig)
-        names.append("evolution.png")
+        names.append(_save(plt, fig, run_dir / "evolution.png"))
     return names
 
 
