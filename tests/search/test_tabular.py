@@ -36,6 +36,7 @@ TINY = [
     "study.seeds=1", "study.n_train=100", "study.ks=[5,20]", "study.noise=[0,0.5]", "study.histogram_samples=100",
     "evolution.budget=60", "evolution.population=20", "evolution.parents=5",
     "anytime.budget=60", "anytime.report_at=[10,60]", "anytime.round_size=20", "anytime.vae_iters=3",
+    "anytime.first_fit_iters=5",
     "anytime.population=20", "anytime.sample_size=5", "anytime.warmup=20",
     "vae.n_iters=5", "vae.batch_size=16", "vae.hidden_dim=16", "progress=false",
 ]

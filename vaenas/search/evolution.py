@@ -133,20 +133,28 @@ def uniform_from_universe(benchmark: TabularBenchmark, n: int, generator: torch.
     return benchmark.universe[torch.randint(len(benchmark), (n,), generator=generator)]
 
 
-def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int) -> Tensor:
+def fill_with_new(
+    oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2
+) -> Tensor:
     """Up to n distinct never-queried architectures [n', T] from draw(m) (rows in the universe).
 
     Samplers that concentrate (a fitted VAE) return repeats; draw again, `rounds` times at most,
-    then top up uniformly from the universe so that every method spends the same budget.
+    `factor` rows per still-missing architecture each time, then top up uniformly from the
+    universe so that every method spends the same budget. The rows from draw come first.
     """
+    return top_up_uniformly(oracle, new_from(oracle, draw, n, rounds, factor), n)
+
+
+def new_from(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2) -> Tensor:
+    """fill_with_new without the top-up: at most n distinct never-queried rows [n', T] of draw."""
     n = min(n, oracle.remaining)
     found = torch.empty(0, oracle.space.length, dtype=torch.long)
     for _ in range(rounds):
         if len(found) >= n:
             break
-        candidates = torch.cat([found, draw(2 * (n - len(found)))])
+        candidates = torch.cat([found, draw(factor * (n - len(found)))])
         found = oracle.novel(candidates, limit=n)
-    return top_up_uniformly(oracle, found, n)
+    return found
 
 
 def top_up_uniformly(oracle: TabularOracle, found: Tensor, n: int) -> Tensor:

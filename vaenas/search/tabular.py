@@ -10,9 +10,11 @@ Per seed, on a TabularBenchmark (every architecture of `benchmark.universe` has 
    evolution seeded by the VAE vs seeded uniformly, with the same query budget and the same noisy
    fitness. Fig. 2: histograms of the accuracies of `study.histogram_samples` VAE vs uniform samples.
 2. Beyond the paper, any-time curves at one budget of distinct queries: random search,
-   regularized evolution, the VAENAS loop (rounds of N_s samples from Γ, refit on the top fraction
-   of all queries so far, warm start) and SPOS evolution seeded by a VAE fitted on uniform warm-up
-   queries (counted in the budget).
+   regularized evolution, the VAENAS loop (a small uniform warm-up, then rounds of N_s new
+   architectures from Γ, the VAE refitted warm on the best few of all queries so far; see
+   _vaenas_loop) and SPOS evolution seeded by a VAE fitted on uniform warm-up queries (counted in
+   the budget). The report pairs every method with regularized evolution seed by seed and says
+   where the loop's queries went. `study.enabled=false` runs this part alone.
 
 Reported accuracies are always the true ones; noise only changes what the methods decide on.
 """
@@ -20,10 +22,12 @@ Reported accuracies are always the true ones; noise only changes what the method
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -41,9 +45,11 @@ from vaenas.search.config import TabularConfig, check_budgets, to_dict
 from vaenas.search.evolution import (
     TabularOracle,
     fill_with_new,
+    new_from,
     random_search,
     regularized_evolution,
     spos_evolution,
+    top_up_uniformly,
     uniform_from_universe,
 )
 
@@ -96,6 +102,21 @@ class Curve:
     noise: float
     seed: int
     best: list[float]
+    # wall time of the run (any-time part); not part of equality: a resumed run equals a straight one
+    seconds: float = field(default=0.0, compare=False)
+
+
+@dataclass
+class LoopRound:
+    """Where one round of the VAENAS loop's queries came from (the report's diagnosis table)."""
+
+    queried_before: int  # distinct queries before this round
+    new: int  # new architectures queried this round
+    from_sampler: int  # of them drawn from Γ; the rest were topped up uniformly
+    drawn: int  # rows Γ drew this round
+    repeats: int  # of those, rows already queried before this round
+    sampler_accuracy: float  # mean true accuracy (%) of the from_sampler rows (nan if none)
+    temperature: float  # decoder temperature of the round's last draw
 
 
 @dataclass
@@ -118,6 +139,7 @@ class SeedResult:
     curves: list[Curve] = field(default_factory=list)
     found: list[Found] = field(default_factory=list)
     histogram: dict[str, list[float]] = field(default_factory=dict)  # sampler label -> accuracies (first seed)
+    loop_rounds: list[LoopRound] = field(default_factory=list)  # the VAENAS loop's rounds (any-time part)
 
     def to_dict(self) -> dict:
         """A JSON-able dict (floats round-trip exactly through json: Python writes their repr)."""
@@ -132,6 +154,7 @@ class SeedResult:
             curves=[Curve(**curve) for curve in document["curves"]],
             found=[Found(**found) for found in document["found"]],
             histogram=dict(document["histogram"]),
+            loop_rounds=[LoopRound(**entry) for entry in document.get("loop_rounds", [])],
         )
 
 
@@ -157,12 +180,13 @@ class TabularStudy:
     def tasks_per_seed(self) -> int:
         """Progress-bar units of one seed."""
         anytime = len(self.config.anytime.methods) if self.config.anytime.enabled else 0
-        return len(self.config.study.noise) + anytime
+        return (len(self.config.study.noise) if self.config.study.enabled else 0) + anytime
 
     def run_seed(self, seed: int, bar: tqdm) -> SeedResult:
         result = SeedResult(seed)
         torch.manual_seed(seed)  # anything that still draws from the global stream
-        self._paper_protocol(seed, result, bar)
+        if self.config.study.enabled:
+            self._paper_protocol(seed, result, bar)
         if self.config.anytime.enabled:
             self._anytime(seed, result, bar)
         return result
@@ -227,40 +251,67 @@ class TabularStudy:
             bar.set_postfix_str(f"seed {seed}: any-time {method}")
             generator = _generator(seed, 200 + number)
             oracle = TabularOracle(self.benchmark, anytime.budget, anytime.noise, generator)
+            started = time.perf_counter()
             if method == "random":
                 random_search(oracle)
             elif method == "regularized_evolution":
                 regularized_evolution(oracle, anytime.population, anytime.sample_size, generator)
             elif method == "vaenas":
-                self._vaenas_loop(oracle, seed, generator)
+                result.loop_rounds = self._vaenas_loop(oracle, seed, generator)
             elif method == "vae_evolution":
                 self._vae_evolution(oracle, seed, generator)
             else:  # config validation lists the methods; this is a programming error
                 raise AssertionError(f"unknown any-time method {method!r}")
-            self._record(result, "anytime", method, anytime.noise, seed, oracle)
+            self._record(result, "anytime", method, anytime.noise, seed, oracle, time.perf_counter() - started)
             bar.update()
 
-    def _vaenas_loop(self, oracle: TabularOracle, seed: int, generator: torch.Generator) -> None:
-        """Rounds of N_s new architectures from Γ; after each, refit the VAE (warm) on the top
-        fraction of everything queried so far (Algorithm 2's inner loop, with real accuracies)."""
-        anytime = self.config.anytime
-        vae = VAESampler(self.space, self.config.vae, seed=seed)
-        mixture = MixtureSampler(self.uniform, vae, anytime.epsilon, anytime.epsilon_inc)
-        accept, rounds = self.benchmark.contains, self.config.study.max_rounds
-        first = True
+    def _vaenas_loop(self, oracle: TabularOracle, seed: int, generator: torch.Generator) -> list[LoopRound]:
+        """The VAENAS loop (Algorithm 2's inner loop with real accuracies) until the budget is spent.
+
+        `loop_warmup` uniform queries; then rounds: fit the VAE on the best `top_fraction` (at least
+        `top_min`) of everything queried so far (from scratch the first time, warm started after),
+        draw `round_size` new architectures from Γ = (1-ε)U + ε·VAE, step ε.
+
+        Queried architectures are rejected. A VAE fitted on a few architectures mostly repeats them
+        (issue 9 measured 80-97 % of draws), so each round draws `draw_factor` rows per missing
+        architecture, and each further draw of the round samples hotter (temperature x
+        `temperature_growth`); what `draw_rounds` draws cannot find is topped up uniformly (on the
+        sparse NB101-20k universe a quarter of the late queries). Returns each round's provenance.
+        """
+        anytime, benchmark = self.config.anytime, self.benchmark
+        vae_config = dataclasses.replace(self.config.vae, batch_size=anytime.vae_batch_size)
+        vae = VAESampler(self.space, vae_config, seed=seed)
+        epsilon = 1.0 if anytime.sampler == "vae" else anytime.epsilon
+        mixture = MixtureSampler(self.uniform, vae, epsilon, anytime.epsilon_inc)
+        oracle.query(fill_with_new(oracle, lambda m: self.uniform.sample(m, generator), anytime.loop_warmup,
+                                   _DRAW_ROUNDS))
+        rounds: list[LoopRound] = []
         while oracle.remaining > 0:
-            if anytime.sampler == "mixture":
-                draw = lambda m: mixture.sample(m, generator, accept=accept, max_rounds=rounds)  # noqa: E731
-            elif first:
-                draw = lambda m: self.uniform.sample(m, generator)  # noqa: E731
-            else:
-                draw = lambda m: vae.sample(m, generator, accept=accept, max_rounds=rounds)  # noqa: E731
-            oracle.query(fill_with_new(oracle, draw, anytime.round_size, _DRAW_ROUNDS))
-            first = False
-            if oracle.remaining > 0:  # a refit after the last round would never be sampled
-                archs, scores = oracle.history()
-                vae.fit_topk(archs, scores, top_fraction=anytime.top_fraction, n_iters=anytime.vae_iters)
-                mixture.step()
+            archs, scores = oracle.history()
+            best_first = torch.sort(scores, descending=True, stable=True).indices  # ties: the earlier query
+            top = max(anytime.top_min, math.ceil(anytime.top_fraction * len(archs)))
+            vae.fit(archs[best_first[:top]], anytime.first_fit_iters if not rounds else anytime.vae_iters)
+
+            queried = set(oracle.queried_keys())
+            draws, drawn, repeats, temperature = 0, 0, 0, anytime.temperature
+
+            def draw(m: int) -> Tensor:
+                nonlocal draws, drawn, repeats, temperature
+                temperature = anytime.temperature * anytime.temperature_growth**draws
+                draws += 1
+                rows = mixture.sample(m, generator, temperature, benchmark.contains, self.config.study.max_rounds)
+                drawn += m
+                repeats += sum(key in queried for key in self.space.canonical_key(rows))
+                return rows
+
+            before = oracle.used
+            new = new_from(oracle, draw, anytime.round_size, anytime.draw_rounds, anytime.draw_factor)
+            accuracy = benchmark.accuracy(new).mean().item() if len(new) else math.nan
+            batch = top_up_uniformly(oracle, new, anytime.round_size)
+            oracle.query(batch)
+            rounds.append(LoopRound(before, oracle.used - before, len(new), drawn, repeats, accuracy, temperature))
+            mixture.step()
+        return rounds
 
     def _vae_evolution(self, oracle: TabularOracle, seed: int, generator: torch.Generator) -> None:
         """Uniform warm-up queries, a VAE fitted on their top fraction, SPOS evolution from its seeds."""
@@ -270,13 +321,16 @@ class TabularStudy:
             return
         vae = VAESampler(self.space, self.config.vae, seed=seed)
         archs, scores = oracle.history()
-        vae.fit_topk(archs, scores, top_fraction=anytime.top_fraction)
+        vae.fit_topk(archs, scores, top_fraction=anytime.warmup_top_fraction)
         seeds = fill_with_new(oracle, lambda m: self._vae_sample(vae, m, generator), evolution.population, _DRAW_ROUNDS)
         spos_evolution(oracle, seeds, evolution.population, evolution.parents, evolution.mutation_fraction, generator)
 
     @staticmethod
-    def _record(result: SeedResult, part: str, method: str, noise: float, seed: int, oracle: TabularOracle) -> None:
-        result.curves.append(Curve(part, method, noise, seed, oracle.curve().tolist()))
+    def _record(
+        result: SeedResult, part: str, method: str, noise: float, seed: int, oracle: TabularOracle,
+        seconds: float = 0.0,
+    ) -> None:
+        result.curves.append(Curve(part, method, noise, seed, oracle.curve().tolist(), seconds))
         arch, accuracy = oracle.best()
         result.found.append(Found(method, noise, seed, arch.tolist(), accuracy))
 
@@ -363,16 +417,27 @@ def markdown_report(
     config: TabularConfig, benchmark: TabularBenchmark, results: list[SeedResult], elapsed_s: float
 ) -> str:
     """results.md: Table 4 (max of K samples and seeded evolution), evolution VAE vs uniform, any-time."""
-    study, evolution = config.study, config.evolution
     _, table_best = benchmark.best()
     seeds = [r.seed for r in results]
     parts = [
         f"# Tabular VAENAS study: {benchmark.name}",
         "",
         f"{len(benchmark):,} architectures with ground truth (best {table_best:.2f} %); seeds {seeds}; "
-        f"mean ± std over seeds; wall time {elapsed_s:.0f} s. The VAE is fitted on the top "
-        f"{study.top_fraction:g} of {study.n_train} architectures drawn uniformly from the universe, ranked by "
-        "accuracy + Gaussian noise; every number is a TRUE accuracy (%).",
+        f"mean ± std over seeds; wall time {elapsed_s:.0f} s. Every number is a TRUE accuracy (%).",
+        "",
+    ]
+    if config.study.enabled:
+        parts += _paper_protocol_report(config, results)
+    if config.anytime.enabled:
+        parts += _anytime_report(config, results)
+    return "\n".join(parts)
+
+
+def _paper_protocol_report(config: TabularConfig, results: list[SeedResult]) -> list[str]:
+    study, evolution = config.study, config.evolution
+    parts = [
+        f"The VAE is fitted on the top {study.top_fraction:g} of {study.n_train} architectures drawn uniformly "
+        "from the universe, ranked by accuracy + Gaussian noise.",
         "",
         f"## Best accuracy among K samples (paper Table 4); evolution: {evolution.budget} queries",
         "",
@@ -404,18 +469,75 @@ def markdown_report(
             curves = evolution_curves.get((method, noise), [])
             rows.append([f"{label}, noise {noise:g} %"] + [_cell([_at(c, b) for c in curves]) for b in budgets])
     parts += [_table(["seeds"] + [f"{b} queries" for b in budgets], rows), ""]
+    return parts
 
-    anytime_curves = _curves_by(results, "anytime")
-    if anytime_curves:
-        budgets = [b for b in config.anytime.report_at if b <= config.anytime.budget] or [config.anytime.budget]
-        parts += [
-            f"## Any-time: best accuracy found vs distinct queries (noise {config.anytime.noise:g} %)",
-            "",
-        ]
-        rows = [[method] + [_cell([_at(c, b) for c in curves]) for b in budgets]
-                for (method, _), curves in anytime_curves.items()]
+
+#: the any-time method every other is compared with, seed by seed
+_REFERENCE_METHOD = "regularized_evolution"
+
+
+def _anytime_report(config: TabularConfig, results: list[SeedResult]) -> list[str]:
+    """Any-time table (with wall time), differences paired by seed, and the VAENAS loop's rounds."""
+    anytime = config.anytime
+    by_method: dict[str, list[Curve]] = defaultdict(list)
+    for result in results:
+        for curve in result.curves:
+            if curve.part == "anytime":
+                by_method[curve.method].append(curve)
+    budgets = [b for b in anytime.report_at if b <= anytime.budget] or [anytime.budget]
+    parts = [f"## Any-time: best accuracy found vs distinct queries (noise {anytime.noise:g} %)", ""]
+    rows = [[method] + [_cell([_at(c.best, b) for c in curves]) for b in budgets]
+            + [f"{sum(c.seconds for c in curves) / len(curves):.1f} s"] for method, curves in by_method.items()]
+    parts += [_table(["method"] + [f"{b} queries" for b in budgets] + ["wall / seed"], rows), ""]
+
+    reference = {c.seed: c for c in by_method.get(_REFERENCE_METHOD, [])}
+    others = [m for m in by_method if m != _REFERENCE_METHOD]
+    if reference and others and len(results) > 1:
+        parts += [f"### Difference from {_REFERENCE_METHOD}, paired by seed (mean ± standard error; "
+                  "`wins` = seeds where the method's best is at least as high)", ""]
+        rows = []
+        for method in others:
+            pairs = [(c.best, reference[c.seed].best) for c in by_method[method] if c.seed in reference]
+            row = [method]
+            for b in budgets:
+                differences = torch.tensor([_at(mine, b) - _at(theirs, b) for mine, theirs in pairs])
+                error = float(differences.std()) / math.sqrt(len(pairs))
+                wins = int((differences >= 0).sum())
+                row.append(f"{float(differences.mean()):+.3f} ± {error:.3f} ({wins}/{len(pairs)})")
+            rows.append(row)
         parts += [_table(["method"] + [f"{b} queries" for b in budgets], rows), ""]
-    return "\n".join(parts)
+
+    loop_rounds = [r for result in results for r in result.loop_rounds]
+    if loop_rounds:
+        parts += _loop_report(loop_rounds, budgets)
+    return parts
+
+
+def _loop_report(rounds: list[LoopRound], budgets: list[int]) -> list[str]:
+    """Where the VAENAS loop's queries went, per window of queries (all seeds together)."""
+    parts = [
+        "### VAENAS loop: where the queries went (rounds grouped by the queries made before them)",
+        "",
+    ]
+    rows, low = [], 0
+    for high in budgets:
+        window = [r for r in rounds if low <= r.queried_before < high]
+        low_label, low = low, high
+        if not window:
+            continue
+        new = sum(r.new for r in window)
+        from_sampler = sum(r.from_sampler for r in window)
+        drawn = sum(r.drawn for r in window)
+        accuracy = [r.sampler_accuracy * r.from_sampler for r in window if r.from_sampler]
+        rows.append([
+            f"{low_label}–{high}", str(len(window)), f"{from_sampler / new:.2f}" if new else "–",
+            f"{sum(r.repeats for r in window) / drawn:.2f}" if drawn else "–",
+            f"{sum(accuracy) / from_sampler:.2f}" if from_sampler else "–",
+            f"{sum(r.temperature for r in window) / len(window):.2f}",
+        ])
+    header = ["queries", "rounds", "share drawn from Γ (rest: uniform top-up)", "drawn rows already queried",
+              "mean accuracy of Γ's new queries", "mean last temperature"]
+    return parts + [_table(header, rows), ""]
 
 
 def _curves_csv(results: list[SeedResult]) -> str:
@@ -541,10 +663,11 @@ def write_run(
     write_atomic(run_dir / "results.md", report)
     write_atomic(run_dir / "best_architectures.json", _best_architectures(benchmark, results))
     evolution = _curves_by(results, "seeded_evolution")
-    write_atomic(
-        run_dir / "seeded_evolution.png",
-        _plot_curves(evolution, f"{benchmark.name}: SPOS evolution, VAE vs uniform seeds", label_noise=True),
-    )
+    if evolution:
+        write_atomic(
+            run_dir / "seeded_evolution.png",
+            _plot_curves(evolution, f"{benchmark.name}: SPOS evolution, VAE vs uniform seeds", label_noise=True),
+        )
     anytime = _curves_by(results, "anytime")
     if anytime:
         title = f"{benchmark.name}: any-time best accuracy (mean ± std, {len(results)} seeds)"
