@@ -133,20 +133,19 @@ def uniform_from_universe(benchmark: TabularBenchmark, n: int, generator: torch.
     return benchmark.universe[torch.randint(len(benchmark), (n,), generator=generator)]
 
 
-def fill_with_new(
-    oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2
-) -> Tensor:
+def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int) -> Tensor:
     """Up to n distinct never-queried architectures [n', T] from draw(m) (rows in the universe).
 
-    Samplers that concentrate (a fitted VAE) return repeats; draw again, `rounds` times at most,
-    `factor` rows per still-missing architecture each time, then top up uniformly from the
-    universe so that every method spends the same budget. The rows from draw come first.
+    Samplers that concentrate (a fitted VAE) return repeats; draw again, `rounds` times at most
+    (new_from), then top up uniformly from the universe so that every method spends the same
+    budget. The rows from draw come first.
     """
-    return top_up_uniformly(oracle, new_from(oracle, draw, n, rounds, factor), n)
+    return top_up_uniformly(oracle, new_from(oracle, draw, n, rounds), n)
 
 
 def new_from(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2) -> Tensor:
-    """fill_with_new without the top-up: at most n distinct never-queried rows [n', T] of draw."""
+    """At most n distinct never-queried rows [n', T] of draw(m): up to `rounds` draws of `factor`
+    rows per still-missing architecture (fill_with_new without the top-up)."""
     n = min(n, oracle.remaining)
     found = torch.empty(0, oracle.space.length, dtype=torch.long)
     for _ in range(rounds):
