@@ -19,21 +19,18 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from vaenas.data import DataError, build_search_data
-from vaenas.runtime import CheckpointError, DistributedContext, RunFolder, distributed_run, save_checkpoint
+from vaenas.data import DataError
+from vaenas.runtime import CheckpointError, DistributedContext, distributed_run, save_checkpoint
 from vaenas.search import oneshot_checkpoint
-from vaenas.search.config import ConfigError, describe_options, to_dict
+from vaenas.search.config import ConfigError, describe_options
 from vaenas.search.gradient import GradientSearch
 from vaenas.search.gradient_config import GradientConfig
-from vaenas.search.oneshot import resolve_device
-from vaenas.search.oneshot_cli import _load, _Metrics, setup_logging
-from vaenas.search.oneshot_config import fingerprint
+from vaenas.search.oneshot_cli import _load, default_run_dir, setup_logging, start_run
 from vaenas.search.oneshot_report import _figure, _save
 
 logger = logging.getLogger("vaenas.search.gradient")
@@ -61,26 +58,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> dict[str, Any] | None:
     """Algorithm 3 in run_dir; the result summary, or None when stopped at run.stop_at."""
-    folder = RunFolder(run_dir) if ctx.is_main else None
-    metrics = _Metrics(folder)
-    config_fingerprint = fingerprint(to_dict(config))
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    data = build_search_data(config.data, ctx.rank, ctx.world_size)
-    device = ctx.device if config.train.device == "auto" else resolve_device(config.train.device, ctx.local_rank)
-    search = GradientSearch(config, data, device, ctx.world_size, log=metrics, rank=ctx.rank)
-    if resume:
-        latest = RunFolder(run_dir).latest_checkpoint()
-        if latest is None:
-            raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-        saved = oneshot_checkpoint.load(latest, space=config.space, config=config_fingerprint)
-        search.load_state_dict(saved["state"])
-        metrics.lines = int(saved["metrics_lines"])
-        if folder is not None:
-            folder.truncate_metrics(metrics.lines)
+    folder, metrics, config_fingerprint, search, latest, _ = start_run(
+        config, run_dir, resume, ctx,
+        lambda data, device, metrics: GradientSearch(config, data, device, ctx.world_size, log=metrics,
+                                                     rank=ctx.rank))
+    if latest is not None:
         logger.info("resumed %s at step %d", latest, search.step)
-    elif folder is not None:
-        folder.write_config(to_dict(config))
     started = time.perf_counter()
     steps = config.train.steps
     bar = None
@@ -163,12 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = "gloo" if config.train.device == "cpu" else None
     try:
         with distributed_run(backend) as ctx:
-            if resume_dir is not None:
-                run_dir = resume_dir
-            else:
-                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-                default = Path("runs") / f"gradient-{config.space}-{config.data.name}-{stamp}"
-                run_dir = Path(config.out) if config.out else default
+            run_dir = resume_dir if resume_dir is not None else default_run_dir(config, "gradient")
             summary = run(config, run_dir, resume_dir is not None, ctx)
             if summary is None:
                 return 0

@@ -20,11 +20,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 
-from vaenas.data import DataError, build_search_data
+from vaenas.data import DataError, SearchData, build_search_data
 from vaenas.search import oneshot_checkpoint
 from vaenas.search.config import ConfigError, describe_options, load_config, read_yaml, to_dict
 from vaenas.search.oneshot import OneShotSearch, resolve_device
@@ -111,39 +112,67 @@ class _Metrics:
             self.lines += 1
 
 
-def _default_dir(config: OneShotConfig) -> Path:
+def default_run_dir(config: OneShotConfig, method: str) -> Path:
+    """config.out, else runs/<method>-<space>-<data>-<time>."""
     if config.out:
         return Path(config.out)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"oneshot-{config.space}-{config.data.name}-{stamp}"
+    return Path("runs") / f"{method}-{config.space}-{config.data.name}-{stamp}"
 
 
-def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> int:
-    """Algorithm 2 in run_dir; returns the exit status. Rank 0 writes, inside the caller's
-    distributed_run block (so every rank stays in the group until the outputs are on disk)."""
-    writer = ctx.is_main
-    folder = RunFolder(run_dir) if writer else None
+class Start(NamedTuple):
+    """A search CLI's state before training (start_run)."""
+
+    folder: RunFolder | None  # rank 0's run folder; None on the other ranks
+    metrics: _Metrics
+    fingerprint: str
+    search: Any  # OneShotSearch or GradientSearch
+    latest: Path | None  # the checkpoint resumed from
+    saved: dict[str, Any] | None  # its payload
+
+
+def start_run(
+    config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedContext,
+    make_search: Callable[[SearchData, torch.device, _Metrics], Any],
+) -> Start:
+    """What the one-shot and the gradient CLIs do before training: the run folder (rank 0),
+    metrics log, threads, data shard, device, make_search(data, device, metrics); with `resume`,
+    the latest checkpoint loaded into the search and the metrics log cut to its length, else
+    config.yaml written."""
+    folder = RunFolder(run_dir) if ctx.is_main else None
     metrics = _Metrics(folder)
     config_fingerprint = fingerprint(to_dict(config))
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     data = build_search_data(config.data, ctx.rank, ctx.world_size)
     device = ctx.device if config.train.device == "auto" else resolve_device(config.train.device, ctx.local_rank)
-    search = OneShotSearch(config, data, device, ctx.world_size, log=metrics)
-    phase, latest = "train", None
+    search = make_search(data, device, metrics)
+    latest = saved = None
     if resume:
         latest = RunFolder(run_dir).latest_checkpoint()
         if latest is None:
             raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
         saved = oneshot_checkpoint.load(latest, space=config.space, config=config_fingerprint)
         search.load_state_dict(saved["state"])
-        phase = saved["phase"]
         metrics.lines = int(saved["metrics_lines"])
         if folder is not None:
             folder.truncate_metrics(metrics.lines)
-        logger.info("resumed %s at step %d (%s phase)", latest, search.step, phase)
     elif folder is not None:
         folder.write_config(to_dict(config))
+    return Start(folder, metrics, config_fingerprint, search, latest, saved)
+
+
+def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> int:
+    """Algorithm 2 in run_dir; returns the exit status. Rank 0 writes, inside the caller's
+    distributed_run block (so every rank stays in the group until the outputs are on disk)."""
+    writer = ctx.is_main
+    folder, metrics, config_fingerprint, search, latest, saved = start_run(
+        config, run_dir, resume, ctx,
+        lambda data, device, metrics: OneShotSearch(config, data, device, ctx.world_size, log=metrics))
+    phase = "train"
+    if saved is not None:
+        phase = saved["phase"]
+        logger.info("resumed %s at step %d (%s phase)", latest, search.step, phase)
     # checkpoint number: the training step, then one more per evolution generation (names sort by it)
     saves = [int(latest.stem.split("-")[-1]) if resume else 0]
 
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = "gloo" if config.train.device == "cpu" else None  # None: nccl with CUDA, else gloo
     try:
         with distributed_run(backend) as ctx:
-            run_dir = resume_dir if resume_dir is not None else _default_dir(config)
+            run_dir = resume_dir if resume_dir is not None else default_run_dir(config, "oneshot")
             status = run(config, run_dir, resume_dir is not None, ctx)
             if ctx.is_main and status == 0:
                 print(f"run folder: {run_dir}")
