@@ -1,5 +1,6 @@
 """The tabular VAENAS loop (issue 9): rounds, rejection of queried architectures, the temperature
-that rises when draws repeat, the report's paired differences, and the any-time-only study."""
+that rises when draws repeat, the hotter exploring share, the report's paired differences, and the
+any-time-only study."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_concentrated_vae_draws_again_hotter_until_it_finds_new_architectures(nb
     """A VAE fitted hard on its top 1 repeats it: the loop must not spend queries on repeats, so it
     raises the temperature for each further draw; without growth the repeats are topped up uniformly."""
     concentrated = ["anytime.top_min=1", "anytime.top_fraction=0.01", "anytime.first_fit_iters=300",
-                    "anytime.vae_iters=50", "anytime.temperature=0.3"]
+                    "anytime.vae_iters=50", "anytime.temperature=0.3", "anytime.explore_share=0"]
     _, hotter = _loop(nb201, [*concentrated, "anytime.temperature_growth=2"])
     _, fixed = _loop(nb201, [*concentrated, "anytime.temperature_growth=1", "anytime.draw_rounds=2"])
     assert sum(r.repeats for r in hotter) > 0
@@ -60,6 +61,24 @@ def test_concentrated_vae_draws_again_hotter_until_it_finds_new_architectures(nb
     # cold draws of a collapsed VAE find few new architectures; the uniform top-up fills the round
     assert sum(r.from_sampler for r in fixed) < sum(r.from_sampler for r in hotter)
     assert all(r.new == 10 for r in fixed)
+
+
+def test_exploring_share_lands_farther_from_the_architectures_the_vae_was_fitted_on(nb201):
+    """The last explore_share of each round is drawn at explore_temperature: a VAE fitted hard on
+    the best 5 samples one edit away from them, the exploring rows several edits away."""
+    oracle, rounds = _loop(nb201, ["anytime.first_fit_iters=300", "anytime.vae_iters=50", "anytime.temperature=0.5",
+                                   "anytime.temperature_growth=1.5", "anytime.explore_share=0.3",
+                                   "anytime.explore_temperature=5"])
+    archs, scores = oracle.history()
+    close, exploring = [], []
+    for r in rounds:
+        assert r.new == r.from_sampler == 10  # 7 close + 3 exploring, nothing topped up
+        fitted = archs[torch.sort(scores[: r.queried_before], descending=True, stable=True).indices[:5]]
+        rows = archs[r.queried_before : r.queried_before + r.new]
+        edits = (rows[:, None, :] != fitted[None]).sum(-1).min(-1).values.float()  # to the nearest fitted
+        close.append(edits[:7])
+        exploring.append(edits[7:])
+    assert float(torch.cat(exploring).mean()) > float(torch.cat(close).mean()) + 1.0
 
 
 def test_default_loop_beats_random_search_at_100_queries(nb201):

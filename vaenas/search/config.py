@@ -121,6 +121,14 @@ class AnytimeConfig:
         1.2, "VAENAS loop: factor on the temperature for each further draw of a round when too few "
         "samples are new (a concentrated VAE mostly repeats what was queried)", at_least=1,
     )
+    explore_share: float = option(
+        0.1, "VAENAS loop: share of each round's new architectures drawn at explore_temperature (a VAE "
+        "fitted on the best few draws near them; when they sit in a local optimum, hotter samples leave it)",
+        at_least=0, at_most=1,
+    )
+    explore_temperature: float = option(
+        3.0, "VAENAS loop: decoder temperature of the exploring share's first draw", above=0
+    )
     draw_factor: int = option(16, "VAENAS loop: samples drawn per still-missing new architecture", at_least=1)
     draw_rounds: int = option(
         8, "VAENAS loop: draws per round before the rest is topped up uniformly from the universe", at_least=1

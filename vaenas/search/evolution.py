@@ -143,11 +143,16 @@ def fill_with_new(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, 
     return top_up_uniformly(oracle, new_from(oracle, draw, n, rounds), n)
 
 
-def new_from(oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2) -> Tensor:
+def new_from(
+    oracle: TabularOracle, draw: Callable[[int], Tensor], n: int, rounds: int, factor: int = 2,
+    found: Tensor | None = None,
+) -> Tensor:
     """At most n distinct never-queried rows [n', T] of draw(m): up to `rounds` draws of `factor`
-    rows per still-missing architecture (fill_with_new without the top-up)."""
+    rows per still-missing architecture (fill_with_new without the top-up). `found` (distinct, never
+    queried) are kept first and count towards n."""
     n = min(n, oracle.remaining)
-    found = torch.empty(0, oracle.space.length, dtype=torch.long)
+    if found is None:
+        found = torch.empty(0, oracle.space.length, dtype=torch.long)
     for _ in range(rounds):
         if len(found) >= n:
             break
