@@ -64,8 +64,8 @@ def test_concentrated_vae_draws_again_hotter_until_it_finds_new_architectures(nb
 
 
 def test_exploring_share_lands_farther_from_the_architectures_the_vae_was_fitted_on(nb201):
-    """The last explore_share of each round is drawn at explore_temperature: a VAE fitted hard on
-    the best 5 samples one edit away from them, the exploring rows several edits away."""
+    """The last explore_share of each round is drawn at explore_temperature. A VAE fitted hard on
+    the best 5 draws about one edit away from them; the exploring rows land several edits away."""
     oracle, rounds = _loop(nb201, ["anytime.first_fit_iters=300", "anytime.vae_iters=50", "anytime.temperature=0.5",
                                    "anytime.temperature_growth=1.5", "anytime.explore_share=0.3",
                                    "anytime.explore_temperature=5"])

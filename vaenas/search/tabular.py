@@ -278,8 +278,8 @@ class TabularStudy:
         `temperature_growth`); what `draw_rounds` draws cannot find is topped up uniformly (on the
         sparse NB101-20k universe a quarter of the late queries). The last `explore_share` of each
         round is drawn from the same VAE at `explore_temperature`: when the best few sit in a local
-        optimum, their close samples stay there (issue 9: one CIFAR-100 seed in 40 stuck for 80
-        queries). Returns each round's provenance.
+        optimum, their close samples stay there (issue 9: one CIFAR-100 seed in 80 stuck for about
+        140 queries). Returns each round's provenance.
         """
         anytime, benchmark = self.config.anytime, self.benchmark
         vae_config = dataclasses.replace(self.config.vae, batch_size=anytime.vae_batch_size)
