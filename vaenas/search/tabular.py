@@ -296,17 +296,17 @@ class TabularStudy:
             vae.fit(archs[best_first[:top]], anytime.first_fit_iters if not rounds else anytime.vae_iters)
 
             queried = set(oracle.queried_keys())
-            drawn, repeats, last_temperature = 0, 0, {}
+            drawn, repeats = 0, 0
 
-            def drawing_from(start: float) -> Callable[[int], Tensor]:
-                """draw(m): m rows of Γ, each call of the round `temperature_growth` times hotter."""
-                draws = 0
+            def drawing_from(start: float, temperatures: list[float]) -> Callable[[int], Tensor]:
+                """draw(m): m rows of Γ, each call of the round `temperature_growth` times hotter
+                (its temperatures appended to `temperatures`)."""
 
                 def draw(m: int) -> Tensor:
-                    nonlocal draws, drawn, repeats
-                    temperature = last_temperature[start] = start * anytime.temperature_growth**draws
-                    rows = mixture.sample(m, generator, temperature, benchmark.contains, self.config.study.max_rounds)
-                    draws += 1
+                    nonlocal drawn, repeats
+                    temperatures.append(start * anytime.temperature_growth ** len(temperatures))
+                    rows = mixture.sample(m, generator, temperatures[-1], benchmark.contains,
+                                          self.config.study.max_rounds)
                     drawn += m
                     repeats += sum(key in queried for key in self.space.canonical_key(rows))
                     return rows
@@ -315,13 +315,14 @@ class TabularStudy:
 
             before, size = oracle.used, min(anytime.round_size, oracle.remaining)
             exploring = math.floor(anytime.explore_share * size + 0.5)
-            new = new_from(oracle, drawing_from(anytime.temperature), size - exploring, anytime.draw_rounds,
-                           anytime.draw_factor)
-            new = new_from(oracle, drawing_from(anytime.explore_temperature), len(new) + exploring,
+            close_temperatures: list[float] = []
+            new = new_from(oracle, drawing_from(anytime.temperature, close_temperatures), size - exploring,
+                           anytime.draw_rounds, anytime.draw_factor)
+            new = new_from(oracle, drawing_from(anytime.explore_temperature, []), len(new) + exploring,
                            anytime.draw_rounds, anytime.draw_factor, found=new)
             accuracy = benchmark.accuracy(new).mean().item() if len(new) else math.nan
             oracle.query(top_up_uniformly(oracle, new, size))
-            temperature = last_temperature.get(anytime.temperature, anytime.temperature)
+            temperature = close_temperatures[-1] if close_temperatures else anytime.temperature
             rounds.append(LoopRound(before, oracle.used - before, len(new), drawn, repeats, accuracy, temperature))
             mixture.step()
         return rounds
