@@ -22,9 +22,8 @@ import pytest
 import torch
 
 from vaenas.data import build_search_data
-from vaenas.search.config import load_config
-from vaenas.search.oneshot import OneShotSearch
-from vaenas.search.oneshot_config import OneShotConfig
+from vaenas.config import load_config
+from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 
 SIZES = {
     "cpu": ["train.steps=150", "vaenas.refit_every=50", "train.threads=1"],

@@ -4,7 +4,7 @@
 
 Per training step (same supernet, same architectures on every rank, gloo on CPU), median of
 `steps` steps after 5 warm-up steps, in ms:
-  used:      oneshot_train.allreduce_used_gradients (flat buckets of the used parameters only)
+  used:      vaenas.search.oneshot.train.allreduce_used_gradients (flat buckets of the used parameters only)
   all:       the same all-reduce of EVERY parameter (unused ones zero-filled): the cost a run with
              no unused parameters pays, i.e. the baseline
   ddp_find:  DDP(find_unused_parameters=True) (graph walk each step, reduces every bucket); on
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from vaenas.runtime import distributed_run
-from vaenas.search.oneshot_train import allreduce_used_gradients
+from vaenas.search.oneshot.train import allreduce_used_gradients
 from vaenas.spaces import get_space
 from vaenas.supernet import get_supernet
 

@@ -1,4 +1,5 @@
-"""Real ground truth for the tabular study: NAS-Bench-201 (complete) and a NAS-Bench-101 sample."""
+"""Real ground truth: NAS-Bench-201 (complete) and a NAS-Bench-101 sample (tables), and rank correlations
+of scores against it (ranking)."""
 
 from vaenas.groundtruth.tables import (
     BENCHMARKS,
@@ -8,14 +9,18 @@ from vaenas.groundtruth.tables import (
     load_benchmark,
     nasbench101_20k,
     nasbench201,
+    table_for,
 )
+from vaenas.groundtruth.ranking import kendall_tau
 
 __all__ = [
     "BENCHMARKS",
     "NB201_DATASETS",
     "GroundTruthError",
     "TabularBenchmark",
+    "kendall_tau",
     "load_benchmark",
     "nasbench101_20k",
     "nasbench201",
+    "table_for",
 ]

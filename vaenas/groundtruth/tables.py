@@ -214,3 +214,13 @@ def load_benchmark(name: str, dataset: str = "cifar10") -> TabularBenchmark:
     close = difflib.get_close_matches(name, BENCHMARKS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ValueError(f"unknown benchmark {name!r}{hint}: choose one of {', '.join(BENCHMARKS)}")
+
+
+def table_for(space: str, dataset: str) -> TabularBenchmark | None:
+    """The packaged table of true accuracies for a search space trained on `dataset`, or None
+    where none is packaged (NAS-Bench-201 on cifar10 / cifar100, NAS-Bench-101's sample on cifar10)."""
+    if space == "nasbench201" and dataset in ("cifar10", "cifar100"):
+        return load_benchmark("nasbench201", dataset)
+    if space == "nasbench101" and dataset == "cifar10":
+        return load_benchmark("nasbench101_20k")
+    return None

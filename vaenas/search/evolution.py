@@ -1,5 +1,6 @@
 """Search strategies on a tabular benchmark, all counting queries the same way.
 
+- `UniverseSampler`: uniform over a benchmark's universe (the uniform baseline of the study).
 - `TabularOracle`: answers accuracy queries from a TabularBenchmark, counts each distinct
   architecture (space.canonical_key) once against a budget, optionally adds Gaussian noise to what
   the search sees, and records the any-time curve (best TRUE accuracy after q queries).
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 #: it; 32 copies x 4 rounds miss with probability (1 - 0.047)^128 ~ 0.2 %.
 _COPIES = 32
 _ROUNDS = 4
+#: draws of a sampler before a round of new architectures is topped up uniformly (fill_with_new)
+DRAW_ROUNDS = 8
 
 
 class TabularOracle:
@@ -126,6 +129,40 @@ class TabularOracle:
         """The queried architecture [T] with the best TRUE accuracy, and that accuracy."""
         row = max(range(self.used), key=self._true.__getitem__)
         return self._archs[row], self._true[row]
+
+
+class UniverseSampler:
+    """Uniform over the benchmark's universe, with the interface of vaenas.sampler.UniformSampler.
+
+    The space's own U(α) would leave the universe (NAS-Bench-101: 95 % of its cells have no
+    ground truth) and is not uniform over cells there; this is the uniform baseline of the study.
+    """
+
+    def __init__(self, benchmark: TabularBenchmark) -> None:
+        self.benchmark = benchmark
+        self.space = benchmark.space
+
+    def sample(
+        self,
+        n: int,
+        generator: torch.Generator | None = None,
+        accept: Callable[[Tensor], Tensor] | None = None,
+        max_rounds: int = 100,
+    ) -> Tensor:
+        """n rows of the universe, LongTensor[n, T], uniformly with replacement; `accept` filters as
+        in UniformSampler (a row of the universe is always in it)."""
+        kept, have = [], 0
+        for _ in range(max_rounds):
+            if have >= n:
+                break
+            archs = self.benchmark.universe[torch.randint(len(self.benchmark), (n - have,), generator=generator)]
+            if accept is not None:
+                archs = archs[torch.as_tensor(accept(archs), dtype=torch.bool)]
+            kept.append(archs)
+            have += len(archs)
+        if have < n:
+            raise RuntimeError(f"UniverseSampler: only {have} of {n} architectures accepted after {max_rounds} rounds")
+        return torch.cat(kept) if kept else torch.empty(0, self.space.length, dtype=torch.long)
 
 
 def uniform_from_universe(benchmark: TabularBenchmark, n: int, generator: torch.Generator) -> Tensor:

@@ -1,6 +1,6 @@
 """`python -m vaenas.search method=gradient [--config FILE] [--out DIR] [--resume RUN_DIR] [key=value ...]`.
 
-Runs Algorithm 3 (vaenas.search.gradient) in a run folder, with the one-shot run's machinery
+Runs Algorithm 3 (vaenas.search.gradient.search) in a run folder, with the one-shot run's machinery
 (RunFolder, checkpoint payload and config fingerprint, metrics log, torchrun):
     config.yaml, metrics.jsonl, checkpoints/    as the one-shot run
     architecture.json   the argmax architecture, its supernet score, softmax(w), diversity
@@ -24,14 +24,20 @@ from typing import Any
 
 import torch
 
+from vaenas.config import ConfigError, describe_options
 from vaenas.data import DataError
-from vaenas.runtime import CheckpointError, DistributedContext, distributed_run, save_checkpoint
-from vaenas.search import oneshot_checkpoint
-from vaenas.search.config import ConfigError, describe_options
-from vaenas.search.gradient import GradientSearch
-from vaenas.search.gradient_config import GradientConfig
-from vaenas.search.oneshot_cli import _load, default_run_dir, setup_logging, start_run
-from vaenas.search.oneshot_report import _figure, _save
+from vaenas.runtime import (
+    CheckpointError,
+    DistributedContext,
+    checkpoint_payload,
+    distributed_run,
+    save_checkpoint,
+    setup_logging,
+)
+from vaenas.search.gradient.config import GradientConfig
+from vaenas.search.gradient.report import plot_diversity, report
+from vaenas.search.gradient.search import GradientSearch
+from vaenas.search.oneshot import load_run_config, run_dir_of, start_search
 
 logger = logging.getLogger("vaenas.search.gradient")
 PROG = "python -m vaenas.search method=gradient"
@@ -58,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> dict[str, Any] | None:
     """Algorithm 3 in run_dir; the result summary, or None when stopped at run.stop_at."""
-    folder, metrics, config_fingerprint, search, latest, _ = start_run(
+    (folder, metrics, config_fingerprint, latest, _), search = start_search(
         config, run_dir, resume, ctx,
         lambda data, device, metrics: GradientSearch(config, data, device, ctx.world_size, log=metrics,
                                                      rank=ctx.rank))
@@ -78,8 +84,8 @@ def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedCon
         search.train(until=min(end, (search.step // every + 1) * every),
                      progress=(lambda step: bar.update(1)) if bar else None)
         if folder is not None:
-            folder.save_checkpoint(oneshot_checkpoint.payload(
-                space=config.space, config=config_fingerprint, phase="train" if search.step < steps else "done",
+            folder.save_checkpoint(checkpoint_payload(
+                config=config_fingerprint, phase="train" if search.step < steps else "done",
                 metrics_lines=metrics.lines, state=search.state_dict()), search.step)
     if bar is not None:
         bar.close()
@@ -96,49 +102,12 @@ def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedCon
     return summary
 
 
-def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entropy: float) -> None:
-    """diversity.png: mean entropy of softmax(w), per-position entropy of the recent paths, and
-    distinct architectures trained, per run (label -> curve)."""
-    plt = _figure()
-    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.4))
-    for label, curve in runs.items():
-        steps = [point["step"] for point in curve]
-        left.plot(steps, [point["entropy"] for point in curve], label=label)
-        middle.plot(steps, [point["path_entropy"] for point in curve], label=label)
-        right.plot(steps, [point["distinct"] for point in curve], label=label)
-    for axis in (left, middle):
-        axis.axhline(max_entropy, color="grey", linestyle=":", linewidth=1)
-    left.set(xlabel="iteration", ylabel="mean entropy of softmax(w) (nats)", title="architecture distribution")
-    middle.set(xlabel="iteration", ylabel="mean per-position entropy (nats)",
-               title="ops of the last 50 paths trained")
-    right.set(xlabel="iteration", ylabel="distinct architectures trained", title="diversity of trained paths")
-    left.legend(fontsize=8)
-    _save(plt, fig, path)
-
-
-def report(summary: dict[str, Any], baseline: dict[str, Any] | None) -> str:
-    lines = [f"# Gradient VAENAS ({summary['sampling']} sampling, mode {summary['mode']})", "",
-             f"found architecture: {json.dumps(summary['architecture'])}",
-             f"tokens: {summary['tokens']}" + (f" (repaired positions {summary['repaired_positions']})"
-                                               if summary["repaired_positions"] else ""),
-             f"supernet accuracy (held-out): {summary['supernet_score']:.2f} %",
-             f"cost of its child: {summary['cost']}",
-             "", "| sampling | steps | final entropy of softmax(w) (max) | entropy of the last 50 paths' ops "
-             "| distinct architectures trained | supernet acc. |",
-             "|---|---|---|---|---|---|"]
-    for entry in [summary] + ([baseline] if baseline else []):
-        lines.append(f"| {entry['sampling']} | {entry['steps']} | {entry['entropy']:.3f} ({entry['max_entropy']:.3f}) "
-                     f"| {entry['curve'][-1]['path_entropy']:.3f} | {entry['distinct_trained']} "
-                     f"| {entry['supernet_score']:.2f} % |")
-    lines.append(f"\n{summary['seconds']:.0f} s")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
+    """The gradient search's CLI (vaenas.search.__main__ dispatches here); returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     arguments = _parser().parse_intermixed_args(argv)
     try:
-        config, resume_dir = _load(arguments, GradientConfig)
+        config, resume_dir = load_run_config(arguments, GradientConfig)
     except ConfigError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -146,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = "gloo" if config.train.device == "cpu" else None
     try:
         with distributed_run(backend) as ctx:
-            run_dir = resume_dir if resume_dir is not None else default_run_dir(config, "gradient")
+            run_dir = resume_dir if resume_dir is not None else run_dir_of(config, "gradient")
             summary = run(config, run_dir, resume_dir is not None, ctx)
             if summary is None:
                 return 0

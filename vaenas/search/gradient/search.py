@@ -34,9 +34,9 @@ from torch import Tensor
 from vaenas import ops
 from vaenas.data import SearchData
 from vaenas.sampler.uniform import rejection_sample
-from vaenas.search.gradient_config import GradientConfig
+from vaenas.runtime.collectives import check_identical, checksum
+from vaenas.search.gradient.config import GradientConfig
 from vaenas.search.oneshot import OneShotSearch
-from vaenas.search.oneshot_parallel import check_identical, checksum
 from vaenas.spaces.base import SearchSpace
 from vaenas.supernet.gates import Gates
 

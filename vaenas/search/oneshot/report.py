@@ -12,27 +12,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: Path) -> str:
-    """Lay out, write and close a figure; its file name."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path.name
+from vaenas.runtime.plots import pyplot, save_figure
 
 
 def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict[str, Any]) -> list[str]:
     """The three PNGs in run_dir; returns their file names."""
-    plt = _figure()
+    plt = pyplot()
     names = []
     compared = [r for r in refits if "vae_mean" in r]
     if compared:
@@ -44,23 +29,24 @@ def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict
         ax.plot(steps, [r["uniform_max"] for r in compared], "s--", alpha=0.5, label="uniform (max)")
         ax.set(xlabel="training step (refit)", ylabel="supernet accuracy (%)", title="VAE vs uniform samples")
         ax.legend(fontsize=7)
-        names.append(_save(plt, fig, run_dir / "refits.png"))
+        names.append(save_figure(fig, run_dir / "refits.png"))
     if epsilons:
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.plot([e[0] for e in epsilons], [e[1] for e in epsilons])
         ax.set(xlabel="training step", ylabel="ε", title="Γ = (1-ε)U + ε·VAE", ylim=(0, 1.02))
-        names.append(_save(plt, fig, run_dir / "epsilon.png"))
+        names.append(save_figure(fig, run_dir / "epsilon.png"))
     if summary.get("evolutions"):
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for seeding, entry in summary["evolutions"].items():
             ax.plot(range(len(entry["curve"])), entry["curve"], "o-", label=f"{seeding}-seeded")
         ax.set(xlabel="generation (0 = seeds)", ylabel="best supernet accuracy (%)", title="evolution")
         ax.legend(fontsize=8)
-        names.append(_save(plt, fig, run_dir / "evolution.png"))
+        names.append(save_figure(fig, run_dir / "evolution.png"))
     return names
 
 
 def _f(value: Any, digits: int = 2) -> str:
+    """value with `digits` decimals for a report table; '–' for None or nan."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)

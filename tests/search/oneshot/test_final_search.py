@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vaenas.search.oneshot_search import Evolution, SupernetOracle, cost_limit
+from vaenas.search.oneshot.final_search import Evolution, SupernetOracle, cost_limit
 from vaenas.spaces import get_space
 
 

@@ -1,8 +1,8 @@
-"""What the one-shot loop does across ranks besides the gradient all-reduce (oneshot_train).
+"""Collectives of the weight-sharing searches besides their gradient all-reduce (one-shot, gradient).
 
-- `split_evaluate`: the N_s (or evolution) evaluations split into contiguous chunks, one per rank,
-  gathered in order on every rank. A score does not depend on the rank that computes it
-  (vaenas.supernet.evaluation), so the gathered scores equal a single-process run's.
+- `split_evaluate`: evaluations (a refit's N_s, an evolution's generation) split into contiguous
+  chunks, one per rank, gathered in order on every rank. A supernet score does not depend on the
+  rank that computes it (vaenas.supernet.evaluation), so the gathered scores equal a single-process run's.
 - `check_identical`: a float64 checksum of some tensors compared across ranks (every rank fits
   the same VAE from the same data and seeds; a mismatch means the ranks diverged).
 - `broadcast_buffers`: batch-norm running statistics from rank 0 (each rank saw its own shard of

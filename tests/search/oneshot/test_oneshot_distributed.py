@@ -25,7 +25,7 @@ def _free_port() -> int:
 def test_two_gloo_ranks_hold_identical_weights_and_architectures(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(_free_port()), str(HERE / "oneshot_worker.py"), str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parents[1])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parents[2])}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     zero, one = (load_checkpoint(tmp_path / f"rank-{r}.pt") for r in (0, 1))

@@ -2,18 +2,18 @@
 
     Γ = (1-ε)·U + ε·p_θ, ε = 0                                  (MixtureSampler)
     for i = 1 .. n_iters^sup:
-        α ~ Γ (G architectures per step), train the supernet on them         (oneshot_train)
+        α ~ Γ (G architectures per step), train the supernet on them         (train)
         if i mod n_vae == 0:
             N_s architectures ~ Γ, scored on the supernet (BN recalibrated per architecture,
             G-group evaluation, split across ranks), VAE.fit_topk(top K %, n_iters^vae)
             + Fig. 2 on the supernet: pure-VAE vs pure-uniform samples scored
         ε ← ε + ε_inc
-    N_seeds ~ p_θ (and/or U, the ablation) -> SPOS evolution on supernet scores  (oneshot_search)
+    N_seeds ~ p_θ (and/or U, the ablation) -> SPOS evolution on supernet scores  (final_search)
 
 Every rank draws the same architectures from the shared `arch_generator` (seeded by run.seed):
 nothing is broadcast per step. `OneShotSearch` holds the whole state; `state_dict` /
 `load_state_dict` carry every part a bit-for-bit resume needs (weights, optimizer, VAE, ε, step,
-data position, generators, evolution), see oneshot_state for the checkpoint file.
+data position, generators, evolution); vaenas.runtime.checkpoints wraps it into the checkpoint file.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import torch
 from torch import Tensor
 
 from vaenas.data import SearchData
-from vaenas.groundtruth import TabularBenchmark, load_benchmark
+from vaenas.groundtruth import kendall_tau, table_for
 from vaenas.runtime import rng_state, set_rng_state
+from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate
 from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler
-from vaenas.search.oneshot_config import OneShotConfig
-from vaenas.search.oneshot_parallel import broadcast_buffers, check_identical, checksum, split_evaluate
-from vaenas.search.oneshot_search import Evolution, SupernetOracle, cost_limit
-from vaenas.search.oneshot_train import Trainer
+from vaenas.search.oneshot.config import OneShotConfig
+from vaenas.search.oneshot.final_search import Evolution, SupernetOracle, cost_limit
+from vaenas.search.oneshot.train import Trainer
 from vaenas.spaces import get_space
 from vaenas.supernet import clear_group_statistics, get_supernet, recalibrate
 from vaenas.supernet.evaluation import evaluate_architectures
@@ -42,40 +42,6 @@ logger = logging.getLogger(__name__)
 
 #: seed offsets of the independent random streams derived from run.seed
 _VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM = 1000, 2000, 3000
-
-
-def ground_truth(space: str, dataset: str) -> TabularBenchmark | None:
-    """The packaged table of true accuracies for (space, data), or None where none exists."""
-    if space == "nasbench201" and dataset in ("cifar10", "cifar100"):
-        return load_benchmark("nasbench201", dataset)
-    if space == "nasbench101" and dataset == "cifar10":
-        return load_benchmark("nasbench101_20k")
-    return None
-
-
-def kendall_tau(scores: Tensor, truth: Tensor) -> float:
-    """Kendall τ-b between two vectors [N] (ties counted as scipy.stats.kendalltau does; nan with
-    fewer than 2 rows or a constant vector). O(N^2) memory: N is a refit's N_s, hundreds at most."""
-    if len(scores) < 2:
-        return float("nan")
-    x, y = scores.double().flatten(), truth.double().flatten()
-    sign_x = torch.sign(x[:, None] - x[None, :])  # [N, N]: +1, 0 (tie or diagonal), -1
-    sign_y = torch.sign(y[:, None] - y[None, :])
-    pairs = len(x) * (len(x) - 1) / 2
-    tied_x = (float((sign_x == 0).sum()) - len(x)) / 2  # pairs tied in x, the diagonal removed
-    tied_y = (float((sign_y == 0).sum()) - len(y)) / 2
-    denominator = ((pairs - tied_x) * (pairs - tied_y)) ** 0.5
-    if denominator == 0:
-        return float("nan")
-    return float((sign_x * sign_y).sum()) / 2 / denominator
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if name == "cuda":
-        return torch.device(f"cuda:{local_rank}")
-    return torch.device(name)
 
 
 class OneShotSearch:
@@ -115,7 +81,7 @@ class OneShotSearch:
             device=device, bf16=t.bf16, world_size=world_size,
         )
         self.accept = cost_limit(self.space, config.search.max_params, config.search.max_flops)
-        self.benchmark = ground_truth(config.space, config.data.name)
+        self.benchmark = table_for(config.space, config.data.name)
         self.oracle = SupernetOracle(self.space, self.score)
         self.step = 0  # training steps done
         self.arch_digest = ""  # chained sha256 of every architecture trained, in order

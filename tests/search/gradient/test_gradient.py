@@ -13,7 +13,7 @@ import torch
 
 from vaenas.runtime import RunFolder, load_checkpoint
 from vaenas.search.gradient import initial_logits, most_probable_architecture, sample_softmax
-from vaenas.search.gradient_cli import main
+from vaenas.search.gradient.cli import main
 from vaenas.spaces import get_space
 from vaenas.supernet import get_supernet
 from vaenas.supernet.gates import Gates
@@ -173,7 +173,7 @@ def test_two_gloo_ranks_finish_with_identical_logits(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(port), "-m", "vaenas.search", *TINY, "train.steps=4", "vaenas.refit_every=2",
                "train.device=cpu", f"out={tmp_path / 'run'}"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "architecture.json").read_text())["steps"] == 4

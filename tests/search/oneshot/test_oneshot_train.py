@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from vaenas.data import DataConfig, build_search_data
-from vaenas.search.oneshot_train import Trainer, learning_rate, parameter_groups
+from vaenas.runtime.optim import learning_rate, parameter_groups
+from vaenas.search.oneshot.train import Trainer
 from vaenas.spaces import get_space
 from vaenas.supernet import get_supernet
 from vaenas.supernet.evaluation import evaluate_architectures

@@ -1,6 +1,6 @@
 """One rank of the 2-process one-shot test (test_oneshot_distributed.py), run under torchrun:
 
-    python -m torch.distributed.run --nproc-per-node 2 tests/search/oneshot_worker.py OUT_DIR
+    python -m torch.distributed.run --nproc-per-node 2 tests/search/oneshot/oneshot_worker.py OUT_DIR
 
 Trains a tiny supernet with refits (evaluations split across ranks, the same VAE fitted on every
 rank) and saves what this rank holds to OUT_DIR/rank-<r>.pt: supernet and VAE weights, the
@@ -17,9 +17,8 @@ import torch
 
 from vaenas.data import build_search_data
 from vaenas.runtime import distributed_run, save_checkpoint
-from vaenas.search.config import load_config
-from vaenas.search.oneshot import OneShotSearch
-from vaenas.search.oneshot_config import OneShotConfig
+from vaenas.config import load_config
+from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 
 CONFIG = [
     "supernet.nasbench201.channels=4", "data.image_size=8", "data.batch_size=16", "data.holdout=40",

@@ -10,9 +10,19 @@ import pytest
 import torch
 
 from vaenas.groundtruth import nasbench201
-from vaenas.search.config import ConfigError, check_budgets, load_config
+from vaenas.config import ConfigError, load_config
 from vaenas.search.evolution import TabularOracle
-from vaenas.search.tabular import Curve, LoopRound, SeedResult, TabularStudy, markdown_report, run_study, write_run
+from vaenas.search.tabular import (
+    Curve,
+    LoopRound,
+    SeedResult,
+    TabularConfig,
+    check_budgets,
+    markdown_report,
+    run_study,
+    vaenas_loop,
+    write_run,
+)
 
 #: a small loop: 10 uniform queries, then 5 rounds of 10
 LOOP = [
@@ -28,9 +38,9 @@ def nb201():
 
 
 def _loop(nb201, overrides: list[str], seed: int = 0) -> tuple[TabularOracle, list[LoopRound]]:
-    config = load_config(None, [*LOOP, *overrides])
+    config = load_config(None, [*LOOP, *overrides], cls=TabularConfig)
     oracle = TabularOracle(nb201, config.anytime.budget, 0.0, torch.Generator().manual_seed(seed))
-    rounds = TabularStudy(config, nb201)._vaenas_loop(oracle, seed, torch.Generator().manual_seed(seed + 1))
+    rounds = vaenas_loop(config, oracle, seed, torch.Generator().manual_seed(seed + 1))
     return oracle, rounds
 
 
@@ -85,7 +95,7 @@ def test_default_loop_beats_random_search_at_100_queries(nb201):
     """A regression guard of the packaged setting (fixed seeds, deterministic): mean best accuracy
     at 100 queries over 4 seeds, NAS-Bench-201 CIFAR-10 (optimum 94.37)."""
     config = load_config(None, ["study.enabled=false", "anytime.methods=[random,vaenas]", "anytime.budget=100",
-                                "anytime.report_at=[100]", "study.seeds=4", "progress=false"])
+                                "anytime.report_at=[100]", "study.seeds=4", "progress=false"], cls=TabularConfig)
     results = run_study(config, nb201, range(4), show_progress=False)
     best = {method: [c.best[-1] for r in results for c in r.curves if c.method == method]
             for method in ("random", "vaenas")}
@@ -98,7 +108,7 @@ def _result(seed: int, curves: dict[str, list[float]]) -> SeedResult:
 
 def test_report_gives_differences_paired_by_seed(nb201):
     config = load_config(None, ["study.enabled=false", "anytime.budget=3", "anytime.report_at=[1,3]",
-                                "anytime.methods=[regularized_evolution,vaenas]"])
+                                "anytime.methods=[regularized_evolution,vaenas]"], cls=TabularConfig)
     results = [
         _result(0, {"regularized_evolution": [90.0, 91.0, 92.0], "vaenas": [91.0, 91.0, 93.0]}),
         _result(1, {"regularized_evolution": [93.0, 93.0, 93.0], "vaenas": [90.0, 92.0, 93.5]}),
@@ -112,7 +122,7 @@ def test_report_gives_differences_paired_by_seed(nb201):
 
 def test_anytime_only_study_writes_its_outputs(nb201, tmp_path):
     config = load_config(None, [*LOOP, "anytime.methods=[regularized_evolution,vaenas]", "study.seeds=2",
-                                "anytime.population=10", "anytime.sample_size=3"])
+                                "anytime.population=10", "anytime.sample_size=3"], cls=TabularConfig)
     results = run_study(config, nb201, [0, 1], show_progress=False)
     assert all(not r.max_of_k and not r.histogram and len(r.loop_rounds) == 5 for r in results)
     report = write_run(tmp_path / "run", config, nb201, results, elapsed_s=1.0)
@@ -125,6 +135,6 @@ def test_anytime_only_study_writes_its_outputs(nb201, tmp_path):
 
 
 def test_a_study_that_runs_nothing_is_refused():
-    config = load_config(None, ["study.enabled=false", "anytime.enabled=false"])
+    config = load_config(None, ["study.enabled=false", "anytime.enabled=false"], cls=TabularConfig)
     with pytest.raises(ConfigError, match="nothing to run"):
         check_budgets(config, 15625)

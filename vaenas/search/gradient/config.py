@@ -1,6 +1,6 @@
 """Configuration of the gradient search (paper §4.3, Algorithm 3, "VAENAS-G"), `method=gradient`.
 
-The one-shot config (vaenas.search.oneshot_config) plus a `gradient` section; the same machinery
+The one-shot config (vaenas.search.oneshot.config) plus a `gradient` section; the same machinery
 (YAML + key=value overrides, resume fingerprint). Algorithm 3's inputs map to keys as follows:
 
     n_iters     -> train.steps            n_iters^vae -> vae.n_iters
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vaenas.config import ConfigError, option
 from vaenas.ops.gated import MODES
-from vaenas.search.config import ConfigError, option
-from vaenas.search.oneshot_config import OneShotConfig, SupernetConfig, TrainConfig, VAENASConfig
+from vaenas.search.oneshot import OneShotConfig, SupernetConfig, TrainConfig, VAENASConfig
 
 #: spaces whose supernet takes gates (vaenas.supernet.gates)
 GRADIENT_SPACES = ("nasbench201", "nasnet", "shufflenet")

@@ -4,9 +4,9 @@
   architectures did not use keeps `grad = None`, and torch's SGD skips such parameters entirely:
   no gradient, no momentum update, no weight decay (a sampled-away op is bit-for-bit unchanged;
   with zero-filled gradients, momentum and decay would keep moving it).
-- no weight decay on batch-norm parameters and biases (they set scales and offsets, which decay
-  would shrink for no regularisation benefit);
-- label smoothing, a learning rate decayed per step (linear to 0 as in the paper's A.1);
+- no weight decay on batch-norm parameters and biases (vaenas.runtime.optim.parameter_groups);
+- label smoothing, a learning rate decayed per step (linear to 0 as in the paper's A.1;
+  vaenas.runtime.optim.learning_rate);
 - on a GPU: bf16 autocast and channels-last images and weights.
 
 Multi-process: see `allreduce_used_gradients`.
@@ -14,40 +14,17 @@ Multi-process: see `allreduce_used_gradients`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from vaenas.runtime.optim import learning_rate, parameter_groups
 
 #: bytes per all-reduce bucket (DDP's default bucket size)
 BUCKET_BYTES = 25 << 20
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """SGD parameter groups: weight decay on conv / linear weights only, none on batch-norm
-    parameters and biases (every parameter of dimension <= 1)."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.dim() <= 1 else decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
-def learning_rate(base: float, step: int, steps: int, schedule: str) -> float:
-    """The learning rate of 0-based step `step` of `steps`: linear (to 0 at the end), cosine, constant."""
-    progress = step / steps
-    if schedule == "linear":
-        return base * (1.0 - progress)
-    if schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return base
 
 
 def allreduce_used_gradients(parameters: list[nn.Parameter], world_size: int) -> None:
@@ -69,11 +46,11 @@ def allreduce_used_gradients(parameters: list[nn.Parameter], world_size: int) ->
     if world_size == 1:
         return
     for bucket in _buckets([p.grad for p in parameters if p.grad is not None]):
-        flat = _flatten_dense_tensors(bucket)
+        flat = torch.cat([grad.reshape(-1) for grad in bucket])
         dist.all_reduce(flat)
         flat.div_(world_size)
-        for target, reduced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
-            target.copy_(reduced)
+        for target, reduced in zip(bucket, flat.split([grad.numel() for grad in bucket])):
+            target.copy_(reduced.view_as(target))
 
 
 def _buckets(grads: list[Tensor]) -> Iterator[list[Tensor]]:

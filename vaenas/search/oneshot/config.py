@@ -1,8 +1,8 @@
 """Typed configuration of the one-shot search (paper Algorithm 2, "VAENAS-OS"), `method=oneshot`.
 
-Same machinery as the tabular study (vaenas.search.config: YAML + key=value overrides, did-you-mean
-errors). The defaults are the CPU demo (`oneshot_nb201_digits`): a reduced NAS-Bench-201 supernet
-on 32 px digits that runs all of Algorithm 2 in a few minutes on 2 cores. Algorithm 2's inputs map
+Read with vaenas.config.load_config(path, overrides, cls=OneShotConfig) (YAML + key=value
+overrides, did-you-mean errors); packaged configs oneshot_* live in vaenas/search/configs. The
+defaults are the CPU demo (`oneshot_nb201_digits`): a reduced NAS-Bench-201 supernet on 16 px digits that runs all of Algorithm 2 in a few minutes on 2 cores. Algorithm 2's inputs map
 to keys as follows (paper symbol -> key):
 
     n_iters^sup  -> train.steps            n_iters^vae -> vae.n_iters
@@ -14,11 +14,13 @@ to keys as follows (paper symbol -> key):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import ClassVar
 
+from vaenas.config import ConfigError, option
 from vaenas.data import DataConfig
 from vaenas.sampler import VAEConfig
-from vaenas.search.config import ConfigError, option
+from vaenas.search import PACKAGED_CONFIGS
 
 #: spaces with a supernet (vaenas.supernet.get_supernet)
 ONESHOT_SPACES = ("nasbench201", "nasnet", "shufflenet", "nasbench101")
@@ -140,6 +142,8 @@ class OneShotConfig:
     out: str = option("", "run folder (default: runs/oneshot-<space>-<data>-<time>); also --out")
     progress: bool = option(True, "progress bar on rank 0 (stderr)")
 
+    packaged_configs: ClassVar[Path] = PACKAGED_CONFIGS
+
     def check(self) -> None:
         """Constraints between options; ConfigError naming the key."""
         if self.search.parents > self.search.seeds + self.search.population * self.search.generations:
@@ -157,19 +161,6 @@ class OneShotConfig:
             raise ConfigError(f"supernet.{self.space}.num_classes: set by the data, not here")
 
 
-#: keys a resumed run may change: they do not affect the results
+#: keys a resumed run may change: they do not affect the results (the rest is the checkpoint's
+#: config fingerprint, vaenas.runtime.job.fingerprint)
 RESUMABLE_KEYS = ("out", "progress", "run.stop_at", "run.checkpoint_every", "train.threads", "data.workers")
-
-
-def fingerprint(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """The flat {dotted key: value} of a config dict, minus RESUMABLE_KEYS (what a checkpoint must match)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if dotted in RESUMABLE_KEYS:
-            continue
-        if isinstance(value, dict) and not dotted.startswith("supernet."):
-            flat.update(fingerprint(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat

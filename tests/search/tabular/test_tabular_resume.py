@@ -20,10 +20,10 @@ import pytest
 from vaenas.groundtruth import nasbench201
 from vaenas.runtime import RunFolder
 from vaenas.search.__main__ import main
-from vaenas.search.config import load_config
-from vaenas.search.tabular import SeedResult, load_seeds, run_study
+from vaenas.config import load_config
+from vaenas.search.tabular import SeedResult, TabularConfig, load_seeds, run_study
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 #: a 3-seed study of a few seconds (cf. test_tabular.TINY); rank 0 of 2 runs seeds 0 and 2
 SMALL = [
@@ -49,7 +49,7 @@ def _same_outputs(reference: Path, other: Path) -> None:
 
 
 def test_seed_result_round_trips_through_json():
-    config = load_config(None, SMALL + ["study.seeds=1", "anytime.methods=[random]"])
+    config = load_config(None, SMALL + ["study.seeds=1", "anytime.methods=[random]"], cls=TabularConfig)
     (result,) = run_study(config, nasbench201("cifar10"), [0], show_progress=False)
     again = SeedResult.from_dict(json.loads(json.dumps(result.to_dict())))
     assert again == result and isinstance(again.max_of_k[0], tuple)
@@ -67,7 +67,7 @@ def test_resume_runs_only_the_missing_seeds(tmp_path, caplog):
     assert main(["--resume", str(resumed)]) == 0
     assert "seeds [1]; finished before: [0]" in caplog.text
     _same_outputs(full, resumed)
-    assert load_config(resumed / "config.yaml").out == str(resumed)
+    assert load_config(resumed / "config.yaml", cls=TabularConfig).out == str(resumed)
 
 
 @pytest.mark.parametrize(
