@@ -41,7 +41,7 @@ from vaenas.supernet.evaluation import evaluate_architectures
 logger = logging.getLogger(__name__)
 
 #: seed offsets of the independent random streams derived from run.seed
-_VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM = 1000, 2000, 3000
+_VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
 
 
 class OneShotSearch:
@@ -66,6 +66,9 @@ class OneShotSearch:
                 self.space, num_classes=data.num_classes, **config.supernet.options(config.space)
             )
         self.supernet.to(device)
+        # the global torch stream, which ShuffleNet's dropout reads, starts from the run seed as well: a run
+        # is then a function of run.seed, not of what ran before it in the process (state_dict carries it on)
+        torch.manual_seed(seed + _GLOBAL_STREAM)
         self.vae = VAESampler(self.space, config.vae, seed=seed + _VAE_SEED)
         self.uniform = UniformSampler(self.space)
         self.mixture = MixtureSampler(
@@ -247,7 +250,9 @@ class OneShotSearch:
             "arch_generator": self.arch_generator.get_state(),
             "arch_digest": self.arch_digest,
             "data": self.data.train.state_dict(),
-            "rng": rng_state(),  # global streams (nothing draws from them today; kept for exactness)
+            # the global streams: dropout (ShuffleNet's) draws from torch's; the data loaders have generators
+            # of their own (vaenas.data.loaders), so nothing draws from it at a step a straight run would not
+            "rng": rng_state(),
             "refits": self.refits,
             "epsilons": [list(e) for e in self.epsilons],
             # the oracle's cache is the union of the evolutions' histories: restored from them
