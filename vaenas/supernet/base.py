@@ -12,9 +12,12 @@ passes it to them and calls every other module as module(x).
 
 Batch-norm statistics for evaluation (SPOS): `recalibrate(supernet, num_groups)` is a context in
 which every SegmentedBatchNorm2d normalises with batch statistics and accumulates, per group, the
-exact mean and (biased) variance of everything it sees; on exit those become the group statistics
-that eval-mode forwards use for the segments they carry. An architecture's statistics therefore
-depend only on the recalibration images and the weights, not on G or on its batch mates.
+exact mean and (biased) variance of everything it sees (each batch weighted by its rows x pixels,
+so batches of any size count each value once); on exit those become the group statistics that
+eval-mode forwards use for the segments they carry. An architecture's statistics therefore depend
+only on the recalibration images and the weights, not on G or on its batch mates. As in SPOS, each
+recalibration batch is normalised with its own statistics on the way through, so a deeper layer's
+inputs, hence its statistics, also depend on how the images are cut into batches.
 """
 
 from __future__ import annotations
@@ -50,26 +53,29 @@ class SegmentedSequential(TakesSegments, nn.Sequential):
 
 
 class _GroupMoments:
-    """Exact per-group sums of the batch statistics seen during a recalibration (float64)."""
+    """Exact per-group sums of the values seen during a recalibration (float64): each batch's moments
+    weighted by the values they summarise (rows x pixels of the segment), so that batches of any
+    size (an EvalLoader's last one is smaller) give the moments of the union of their images."""
 
     def __init__(self, num_groups: int, channels: int, device: torch.device) -> None:
-        self.mean_sum = torch.zeros(num_groups, channels, dtype=torch.float64, device=device)
-        self.square_sum = torch.zeros_like(self.mean_sum)  # sum of E_batch[x^2]
-        self.batches = torch.zeros(num_groups, dtype=torch.float64, device=device)
+        self.mean_sum = torch.zeros(num_groups, channels, dtype=torch.float64, device=device)  # sum of x
+        self.square_sum = torch.zeros_like(self.mean_sum)  # sum of x^2
+        self.count = torch.zeros(num_groups, dtype=torch.float64, device=device)  # values per channel
 
-    def add(self, segments: Tensor, mean: Tensor, var: Tensor) -> None:
+    def add(self, segments: Tensor, mean: Tensor, var: Tensor, count: int) -> None:
+        """Segment s (of group segments[s]) had `count` values per channel with mean[s], var[s] (biased)."""
         index = segments.to(self.mean_sum.device)
         mean, var = mean.double(), var.double()
-        self.mean_sum.index_add_(0, index, mean)
-        self.square_sum.index_add_(0, index, var + mean * mean)
-        self.batches.index_add_(0, index, torch.ones(len(index), dtype=torch.float64, device=index.device))
+        self.mean_sum.index_add_(0, index, mean * count)
+        self.square_sum.index_add_(0, index, (var + mean * mean) * count)
+        self.count.index_add_(0, index, self.count.new_full((len(index),), float(count)))
 
     def finish(self, fallback_mean: Tensor, fallback_var: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean [G, C], var [G, C]) in the dtype of the running statistics: the exact average over every recalibration batch of a
-        group (batches have equal sizes, so the average of batch moments is the moment of the
-        union); groups that never reached this layer get the running statistics."""
-        seen = self.batches > 0
-        count = self.batches.clamp(min=1)[:, None]
+        """(mean [G, C], var [G, C]) in the dtype of the running statistics: the mean and biased
+        variance of every value a group saw; groups that never reached this layer get the running
+        statistics."""
+        seen = self.count > 0
+        count = self.count.clamp(min=1)[:, None]
         mean = self.mean_sum / count
         var = (self.square_sum / count - mean * mean).clamp(min=0)
         mean = torch.where(seen[:, None], mean, fallback_mean.double()[None])
@@ -98,7 +104,7 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         num_segments = len(segments)
         if self._moments is not None:
             y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
-            self._moments.add(segments, mean, var)
+            self._moments.add(segments, mean, var, x.numel() // (num_segments * x.shape[1]))
             return y
         if self.training or not self.track_running_stats:
             y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
