@@ -18,6 +18,7 @@ data position, generators, evolution); vaenas.runtime.checkpoints wraps it into 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable
@@ -240,7 +241,11 @@ class OneShotSearch:
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-for-bit resume needs (tensors and plain data: torch.load(weights_only=True))."""
+        """Everything a bit-for-bit resume needs (tensors and plain data: torch.load(weights_only=True)).
+
+        A snapshot: the supernet's and the optimizer's state_dicts alias the live weights and momentum
+        buffers, which training updates in place, so the whole state is copied (a state kept in memory
+        would otherwise change under its owner)."""
         state = {
             "step": self.step,
             "supernet": self.supernet.state_dict(),
@@ -258,9 +263,12 @@ class OneShotSearch:
             # the oracle's cache is the union of the evolutions' histories: restored from them
             "evolutions": {k: e.state_dict() for k, e in self.evolutions.items()},
         }
-        return state
+        return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (state_dict's); copied first, since the optimizers' load_state_dict
+        keeps the given tensors as their buffers and training would then move them."""
+        state = copy.deepcopy(state)
         self.step = int(state["step"])
         self.supernet.load_state_dict(state["supernet"])
         self.trainer.optimizer.load_state_dict(state["optimizer"])
