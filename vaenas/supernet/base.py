@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -50,6 +50,58 @@ class SegmentedSequential(TakesSegments, nn.Sequential):
         for module in self:
             x = call(module, x, segments)
         return x
+
+
+class SlicedWeight:
+    """Mixin of a module whose forwards use leading slices weight[:rows, :columns] of one shared
+    `weight` (NAS-Bench-101's channel-sliced convolutions; the module sets `slices_used = set()`).
+
+    A forward that can produce a gradient records its slice (`use_slice`); `take_used_slices` hands
+    the trainer the union of what each weight used since the last call, so that its optimizer step
+    updates only those entries (vaenas.search.oneshot.train): the rest of the gradient is zeros that
+    SGD's momentum and weight decay would act on, and that a gradient != 0 mask cannot tell from the
+    exact zeros of a dead ReLU inside the slice.
+    """
+
+    weight: nn.Parameter
+    slices_used: set[tuple[int, int]]
+
+    def use_slice(self, rows: int, columns: int) -> None:
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            self.slices_used.add((rows, columns))
+
+
+#: an index of a weight's leading two dimensions: weight[block] is a view
+Block = tuple[slice, slice]
+
+
+def union_blocks(slices: Iterable[tuple[int, int]]) -> list[Block]:
+    """Disjoint blocks whose union is that of the leading slices [:rows, :columns] given.
+
+    The union is a staircase: the slices not inside another, ordered by columns ascending, have rows
+    descending, and block k is rows [:rows_k] of columns [columns_(k-1) : columns_k]. E.g. (3, 8)
+    and (8, 3) give [:8, 0:3] and [:3, 3:8]; nested slices give the largest alone.
+    """
+    staircase: list[tuple[int, int]] = []  # columns descending, rows ascending
+    for rows, columns in sorted(set(slices), key=lambda slice_: (-slice_[1], -slice_[0])):
+        if not staircase or rows > staircase[-1][0]:
+            staircase.append((rows, columns))
+    blocks, start = [], 0
+    for rows, columns in reversed(staircase):
+        blocks.append((slice(0, rows), slice(start, columns)))
+        start = columns
+    return blocks
+
+
+def take_used_slices(modules: Iterable[SlicedWeight]) -> dict[nn.Parameter, list[Block]]:
+    """{weight: union_blocks of the slices it used} for the modules that recorded any since the
+    last call, and forget them."""
+    used = {}
+    for module in modules:
+        if module.slices_used:
+            used[module.weight] = union_blocks(module.slices_used)
+            module.slices_used.clear()
+    return used
 
 
 class _GroupMoments:
@@ -134,7 +186,8 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
 
     def start_recalibration(self, num_groups: int) -> None:
-        self._moments = _GroupMoments(num_groups, self.num_features, self.weight.device if self.affine else self.running_mean.device)
+        device = self.weight.device if self.affine else self.running_mean.device
+        self._moments = _GroupMoments(num_groups, self.num_features, device)
 
     def finish_recalibration(self) -> None:
         assert self._moments is not None
