@@ -27,7 +27,7 @@ import pytest
 import torch
 from datafiles import write_batch
 from photos import corrupt_jpeg, write_photo_tree
-from test_data_loaders import assert_same_batches, cifar_config, take
+from test_data_loaders import assert_loading_leaves_the_global_streams_alone, assert_same_batches, cifar_config, take
 
 from vaenas.data import DataConfig, DataError, build_search_data
 from vaenas.data.dali import DaliTrainLoader, import_dali
@@ -140,6 +140,13 @@ def test_resume_gives_the_same_batches(kind, cifar10, photos):
     # rewinding a live stream drops the batches it had scheduled ahead
     resumed.load_state_dict({**resumed.state_dict(), "epoch": 0, "batch": 1})
     assert_same_batches(take(resumed, 2), expected[1:3])
+
+
+@pytest.mark.parametrize("kind", ["cifar10", "imagenet"])
+def test_loading_draws_nothing_from_the_global_random_streams(kind, cifar10, photos):
+    config = cifar_config(cifar10[0], backend="dali") if kind == "cifar10" else photo_config(
+        photos, backend="dali", image_size=32)
+    assert_loading_leaves_the_global_streams_alone(config)
 
 
 def test_missing_dali_says_how_to_install_it_and_auto_falls_back(tmp_path):
