@@ -193,6 +193,25 @@ def test_corrupt_jpeg_is_named(backend, tmp_path):
         data.test.tensors()
 
 
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_corrupt_image_read_in_a_worker_process_gives_one_line(tmp_path, split):
+    """A DataLoader worker's DataError reaches the main process with the worker's whole traceback as
+    its message; the loaders give back the one line that names the file."""
+    root = tree(tmp_path, odd_formats=False)
+    folder = "val" if split == "test" else "train"
+    for name in ("img_000.JPEG", "img_001.JPEG"):
+        corrupt_jpeg(root / folder / "cls_b" / name)
+    data = build_search_data(small_config(root, backend="torchvision", workers=1, holdout=1, calibration_images=1))
+    with pytest.raises(DataError) as error:
+        if split == "test":
+            data.test.tensors()
+        else:
+            for _ in range(2 * data.train.batches_per_epoch):
+                next(data.train)
+    assert f"{folder}/cls_b/img_00" in str(error.value) and "cannot decode image" in str(error.value)
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
+
+
 def test_file_that_is_not_an_image_is_named(tmp_path):
     root = tree(tmp_path)
     (root / "val" / "cls_a" / "img_000.JPEG").write_bytes(b"not a JPEG at all")

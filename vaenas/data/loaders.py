@@ -61,6 +61,18 @@ def substitute(items: list, is_bad: Callable[[Any], bool], fill: bool) -> list:
     return [next(replacements) if is_bad(item) else item for item in items]
 
 
+def from_worker(error: DataError) -> DataError:
+    """`error` with its own one-line message: a DataError raised in a DataLoader worker reaches the
+    main process with the worker's whole traceback as its message ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ..."), whose last line is the original."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return error
+    last = text.rstrip().splitlines()[-1]
+    _, found, message = last.partition("DataError: ")
+    return DataError(message if found else last)
+
+
 def _own_generator(seed: int) -> torch.Generator:
     """The DataLoader's generator: its base-seed draws stay off the global torch stream (module docstring)."""
     return torch.Generator().manual_seed(seed & ((1 << 63) - 1))
@@ -169,7 +181,10 @@ class TrainLoader:
         if self._iterator is None:
             self._sampler.epoch, self._sampler.start = self.epoch, self.batch
             self._iterator = iter(self._loader)
-        images, labels, skipped = next(self._iterator)
+        try:
+            images, labels, skipped = next(self._iterator)
+        except DataError as error:
+            raise from_worker(error) from None
         self.skipped.update(skipped)
         self.batch += 1
         return images, labels
@@ -244,7 +259,14 @@ class EvalLoader:
 
     def _pass(self) -> Iterator[Batch]:
         kept = []
-        for images, labels, skipped in self._loader:
+        batches = iter(self._loader)
+        while True:
+            try:
+                images, labels, skipped = next(batches)
+            except StopIteration:
+                break
+            except DataError as error:
+                raise from_worker(error) from None
             self.skipped.update(skipped)
             if images is None:
                 continue
