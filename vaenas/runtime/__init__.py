@@ -12,6 +12,7 @@ resume, rank helpers and the one shutdown of a multi-process job.
 - collectives: split_evaluate(), check_identical(), checksum(), broadcast_buffers()
 - optim: parameter_groups() (no weight decay on norms and biases), learning_rate() (per-step schedules)
 - plots: pyplot(), save_figure()
+- cli: JobCLI, run_cli() (the command line of every long job: parser, run folder, resume, exit status)
 """
 
 from vaenas.runtime.checkpoints import checkpoint_payload, load_run_checkpoint

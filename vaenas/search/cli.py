@@ -1,76 +1,17 @@
-"""The command line every search method shares: one parser, one way to start and to resume a run.
-
-    python -m vaenas.search [method=tabular|oneshot|gradient] [--config FILE] [--out DIR] [key=value ...]
-    python -m vaenas.search --resume RUN_DIR [key=value ...]
-
-Each method describes itself with a `MethodCLI` (its config class, its `run`, which keys a resumed
-run may change); `run_cli` does the rest, the same way for all:
-- options: `--config` (a YAML file or a packaged config's name), `--out`, `--resume`, then key=value
-  overrides in any order (before or after the flags);
-- a new run needs a new or empty folder (a finished run is never overwritten); `--resume` takes the
-  folder's own config.yaml (neither --config nor --out), refuses overrides of keys that change
-  results, and names the folder's method when it is another one;
-- rank 0 locks the run folder while the run writes (vaenas.runtime.claim_run_folder);
-- exit status 0 done, 2 a bad config or command line, 1 bad data, ground truth or checkpoint,
-  130 interrupted (Ctrl-C: the message says how to continue).
-"""
+"""What the search methods' command lines share beyond vaenas.runtime.cli: the methods, which one an
+argument list asks for (`method_of`), and each method's JobCLI (`method_cli`)."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import logging
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vaenas.config import ConfigError, describe_options, flat_values, load_config, read_yaml
-from vaenas.runtime import (
-    CheckpointError,
-    DistributedContext,
-    RunFolderError,
-    claim_run_folder,
-    default_run_path,
-    distributed_run,
-    setup_logging,
-)
+from vaenas.config import ConfigError, read_yaml
+from vaenas.runtime.cli import JobCLI
 from vaenas.search import PACKAGED_CONFIGS
-
-logger = logging.getLogger(__name__)
 
 #: the methods of `python -m vaenas.search method=...` (the first is the default)
 METHODS = ("tabular", "oneshot", "gradient")
-
-
-@dataclass(frozen=True)
-class MethodCLI:
-    """What the shared command line needs to know of one search method."""
-
-    name: str
-    config_class: type
-    description: str
-    examples: tuple[str, ...]
-    #: run(config, run_dir, resume, ctx) -> exit status; rank 0 writes inside it, in the claimed folder
-    run: Callable[[Any, Path, bool, DistributedContext], int]
-    #: the default folder's name under runs/ (a time stamp is appended)
-    run_name: Callable[[Any], str]
-    #: keys a resumed run may set differently (they do not change results)
-    resumable_keys: tuple[str, ...]
-    #: overrides applied before the user's when resuming (e.g. run.stop_at=null)
-    resume_overrides: tuple[str, ...] = ()
-    #: what an interrupted run keeps, for the Ctrl-C message
-    keeps: str = "its last checkpoint"
-    #: the process-group backend for a config (None: nccl with CUDA, else gloo)
-    backend: Callable[[Any], str | None] = lambda config: "gloo"
-    #: checks of a config that need more than the config (e.g. the benchmark's size), made before any
-    #: folder is claimed; ConfigError, or the errors run_cli maps to exit status 1
-    validate: Callable[[Any], None] = lambda config: None
-
-    @property
-    def prog(self) -> str:
-        return "python -m vaenas.search" + ("" if self.name == METHODS[0] else f" method={self.name}")
 
 
 def method_of(argv: list[str]) -> str:
@@ -102,102 +43,13 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def parser(method: MethodCLI) -> argparse.ArgumentParser:
-    """The argument parser of `method` (its --help lists every key of its config)."""
+def method_cli(name: str, **fields: Any) -> JobCLI:
+    """The JobCLI of search method `name`: its command, the other methods in its --help, its packaged configs."""
     methods = ", ".join(f"method={m}" + (" (the default)" if m == METHODS[0] else "") for m in METHODS)
-    result = argparse.ArgumentParser(
-        prog=method.prog,
-        description=f"{method.description}\n\nmethods: {methods}; `python -m vaenas.search method=<method> --help` "
-        "lists that method's keys. Options are set in a YAML file (--config) and/or as key=value, before or after "
-        "the flags.",
-        epilog="options (key=default (type) description):\n"
-        + "\n".join(describe_options(method.config_class()))
-        + "\n\nexamples:\n" + "\n".join(f"  {example}" for example in method.examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    return JobCLI(
+        name=name,
+        prog="python -m vaenas.search" + ("" if name == METHODS[0] else f" method={name}"),
+        siblings=f"methods: {methods}; `python -m vaenas.search method=<method> --help` lists that method's keys.",
+        packaged=tuple(sorted(p.stem for p in PACKAGED_CONFIGS.glob(f"{name}_*.yaml"))),
+        **fields,
     )
-    packaged = sorted(p.stem for p in PACKAGED_CONFIGS.glob(f"{method.name}_*.yaml"))
-    result.add_argument("--config", help="YAML config file" + (f", or a packaged one: {', '.join(packaged)}"
-                                                                if packaged else ""))
-    result.add_argument("--out", help="run folder, new or empty (default: runs/<name>-<time>)")
-    result.add_argument("--resume", metavar="RUN_DIR",
-                        help="continue the run in RUN_DIR with its own config.yaml (overrides may change only "
-                        + ", ".join(method.resumable_keys) + ")")
-    result.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (the keys are listed below)")
-    return result
-
-
-def load_run_config(method: MethodCLI, arguments: argparse.Namespace) -> tuple[Any, Path | None]:
-    """(config, folder to resume or None) of a command line; ConfigError for a bad one."""
-    overrides = list(arguments.overrides)
-    if arguments.resume is None:
-        config = load_config(arguments.config, overrides + ([f"out={arguments.out}"] if arguments.out else []),
-                             cls=method.config_class)
-        return config, None
-    run_dir = Path(arguments.resume)
-    if arguments.config or arguments.out:
-        raise ConfigError("--resume takes the run folder's own config: give neither --config nor --out")
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder of vaenas.search)")
-    theirs = read_yaml(saved).get("method", METHODS[0])
-    if theirs != method.name:
-        raise ConfigError(f"--resume {run_dir}: the folder holds a {theirs} run, not a {method.name} one; continue "
-                          f"it with `python -m vaenas.search --resume {run_dir}`")
-    here = [*method.resume_overrides, f"out={run_dir}"]
-    config = load_config(saved, [*method.resume_overrides, *overrides, f"out={run_dir}"], cls=method.config_class)
-    before, after = flat_values(load_config(saved, here, cls=method.config_class)), flat_values(config)
-    changed = sorted(key for key in before.keys() | after.keys()
-                     if before.get(key) != after.get(key) and key not in method.resumable_keys)
-    if changed:
-        raise ConfigError(f"--resume: {', '.join(changed)} would differ from the run's config.yaml, with which "
-                          f"its results so far were computed (only {', '.join(method.resumable_keys)} may change)")
-    return config, run_dir
-
-
-@contextlib.contextmanager
-def claimed_folder(ctx: DistributedContext, config: Any, method: MethodCLI, resume_dir: Path | None) -> Iterator[Path]:
-    """The run's folder on every rank, claimed and locked by rank 0 for the block: rank 0 names it
-    (a default name carries rank 0's clock) and checks it; every rank raises its RunFolderError."""
-    with contextlib.ExitStack() as held:
-        answer = None
-        if ctx.is_main:
-            path = resume_dir or (Path(config.out) if config.out else default_run_path(method.run_name(config)))
-            try:
-                folder = claim_run_folder(path, resume=resume_dir is not None)
-                held.enter_context(folder.lock())
-                for temporary in folder.remove_temporaries():
-                    logger.info("removed %s, left by a write that was killed", temporary)
-                answer = (str(path), None)
-            except RunFolderError as problem:
-                answer = (str(path), str(problem))
-        path, error = ctx.broadcast_object(answer)
-        if error is not None:
-            raise RunFolderError(error)
-        yield Path(path)
-
-
-def run_cli(method: MethodCLI, argv: list[str]) -> int:
-    """Parse argv, claim the run folder and run `method` in it; returns the exit status."""
-    from vaenas.data import DataError
-    from vaenas.groundtruth import GroundTruthError
-
-    arguments = parser(method).parse_intermixed_args(argv)
-    setup_logging()
-    run_dir: Path | None = None
-    try:
-        config, run_dir = load_run_config(method, arguments)
-        method.validate(config)
-        resume_dir = run_dir
-        with distributed_run(method.backend(config)) as ctx, claimed_folder(ctx, config, method, resume_dir) as run_dir:
-            return method.run(config, run_dir, resume_dir is not None, ctx)
-    except (ConfigError, RunFolderError) as error:
-        print(f"{method.prog}: error: {error}", file=sys.stderr)
-        return 2
-    except (DataError, GroundTruthError, CheckpointError) as error:
-        print(f"{method.prog}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        where = f"{run_dir} keeps {method.keeps}; continue with `python -m vaenas.search --resume {run_dir}`" \
-            if run_dir is not None else "nothing was written yet"
-        print(f"\n{method.prog}: interrupted: {where}", file=sys.stderr)
-        return 130

@@ -24,7 +24,8 @@ from typing import Any
 import torch
 
 from vaenas.runtime import DistributedContext, checkpoint_payload, save_checkpoint
-from vaenas.search.cli import MethodCLI, run_cli
+from vaenas.runtime.cli import run_cli
+from vaenas.search.cli import method_cli
 from vaenas.search.gradient.config import GradientConfig
 from vaenas.search.gradient.report import plot_diversity, report
 from vaenas.search.gradient.search import GradientSearch
@@ -105,8 +106,8 @@ def run(config: GradientConfig, run_dir: Path, resume: bool, ctx: DistributedCon
     return 0
 
 
-METHOD = MethodCLI(
-    name="gradient",
+METHOD = method_cli(
+    "gradient",
     config_class=GradientConfig,
     description="Gradient-based VAENAS (paper Algorithm 3): ProxylessNAS architecture logits with binary gates "
     "on paths drawn from the VAE (gradient.sampling=softmax: plain ProxylessNAS).",

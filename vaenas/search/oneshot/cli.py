@@ -32,7 +32,8 @@ from vaenas.runtime import (
     save_checkpoint,
     start_run,
 )
-from vaenas.search.cli import MethodCLI, run_cli
+from vaenas.runtime.cli import run_cli
+from vaenas.search.cli import method_cli
 from vaenas.search.oneshot.config import RESUMABLE_KEYS, OneShotConfig
 from vaenas.search.oneshot.report import markdown, write_plots
 from vaenas.search.oneshot.search import OneShotSearch
@@ -130,8 +131,8 @@ def _write_outputs(search: OneShotSearch, summary: dict[str, Any], run_dir: Path
     print(report)
 
 
-METHOD = MethodCLI(
-    name="oneshot",
+METHOD = method_cli(
+    "oneshot",
     config_class=OneShotConfig,
     description="One-shot VAENAS (paper Algorithm 2): supernet trained on architectures from Γ = (1-ε)U + ε·VAE, "
     "the VAE refitted on the best supernet-scored samples, then SPOS evolution seeded by the VAE. "

@@ -20,7 +20,8 @@ from pathlib import Path
 from vaenas.config import to_dict
 from vaenas.groundtruth import load_benchmark
 from vaenas.runtime import DistributedContext, RunFolder
-from vaenas.search.cli import MethodCLI, run_cli
+from vaenas.runtime.cli import run_cli
+from vaenas.search.cli import method_cli
 from vaenas.search.tabular.config import TabularConfig, check_budgets
 from vaenas.search.tabular.report import write_run
 from vaenas.search.tabular.results import load_seeds, save_seed
@@ -64,8 +65,8 @@ def run(config: TabularConfig, run_dir: Path, resume: bool, ctx: DistributedCont
     return 0
 
 
-METHOD = MethodCLI(
-    name="tabular",
+METHOD = method_cli(
+    "tabular",
     config_class=TabularConfig,
     description="Tabular VAENAS study (paper §5.3) on real ground truth: VAE vs uniform sampling, seeded "
     "evolution, any-time curves against random search and regularized evolution.",
