@@ -194,6 +194,7 @@ class GradientSearch(OneShotSearch):
         """Line 3: one Adam step of w on a validation batch through the gated supernet; returns the loss."""
         images, labels = next(self.validation)
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        images = images.contiguous(memory_format=torch.channels_last)  # as the weight step's (Trainer)
         gates, other = self.gates(arch)
         self.supernet.train()
         self.arch_optimizer.zero_grad(set_to_none=True)
