@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import field
@@ -20,6 +21,34 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as PyYAML's safe loader reads it, except that floats follow YAML 1.2: PyYAML (YAML 1.1)
+    reads 5.0e6 and 1e-3 as strings (its exponent needs a sign and its mantissa a dot)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """The YAML document `text` (YAML 1.2 floats); ConfigError naming `where`, the line and the column."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        position = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{position}: {error.problem or error.context}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{where}: not valid YAML: {str(error).splitlines()[0]}") from None
 
 
 class ConfigError(ValueError):
@@ -48,20 +77,54 @@ def option(
 # --- reading and checking ---------------------------------------------------------------------
 
 
+def check_device(key: str, name: str, allow_auto: bool = False) -> None:
+    """ConfigError unless `name` is a device this machine has: cpu, cuda or cuda:N (N < the GPU
+    count), or auto where allowed."""
+    import torch  # here, not at the top: configs are read before anything else needs torch
+
+    if allow_auto and name == "auto":
+        return
+    choices = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
+    if name == "cpu":
+        return
+    kind, _, index = name.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ConfigError(f"{key}: {name!r} is not a device; choose {choices}")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"{key}: {name!r} asks for a GPU, but torch finds no CUDA device on this machine "
+                          f"(torch {torch.__version__}); use cpu" + (" or auto" if allow_auto else ""))
+    if index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"{key}: {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def _hints(cls: type) -> dict[str, Any]:
     """{field name: type hint} of a config dataclass (its ClassVars, e.g. packaged_configs, are not options)."""
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def all_keys(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key of the config tree of dataclass `cls`, e.g. ['benchmark.name', ..., 'progress']."""
+def unused_reason(root: type, key: str) -> str | None:
+    """Why the config class `root` does not use `key` (a key or a section it inherits; its ClassVar
+    `unused_keys` maps them to a reason), or None for a key it uses."""
+    for unused, reason in getattr(root, "unused_keys", {}).items():
+        if key == unused or key.startswith(unused + "."):
+            return reason
+    return None
+
+
+def all_keys(cls: type, prefix: str = "", root: type | None = None) -> list[str]:
+    """Every dotted key of the config tree of dataclass `cls`, e.g. ['benchmark.name', ..., 'progress']
+    (not those the class inherits without using them, see unused_reason)."""
+    root = cls if root is None else root
     keys = []
     for name, hint in _hints(cls).items():
+        key = f"{prefix}{name}"
+        if unused_reason(root, key):
+            continue
         if dataclasses.is_dataclass(hint):
-            keys += all_keys(hint, f"{prefix}{name}.")
+            keys += all_keys(hint, f"{key}.", root)
         else:
-            keys.append(f"{prefix}{name}")
+            keys.append(key)
     return keys
 
 
@@ -167,6 +230,8 @@ def _build(defaults: Any, data: dict[str, Any], prefix: str = "", root: type | N
     for name in data:
         if name not in fields:
             raise _unknown_key(f"{prefix}{name}", root)
+        if reason := unused_reason(root, f"{prefix}{name}"):
+            raise ConfigError(f"{prefix}{name}: {reason}")
     values = {}
     for name, value in data.items():
         key, hint = f"{prefix}{name}", hints[name]
@@ -190,6 +255,8 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any, root: type) -> None:
 
     A free-form dict option takes sub-keys (`supernet.nasnet.C=8`); a section with a
     `name` key takes a scalar for it (`data=digits` is `data.name=digits`)."""
+    if reason := unused_reason(root, key):
+        raise ConfigError(f"{key}: {reason}")
     parts = key.split(".")
     cls: Any = root
     for depth, part in enumerate(parts):
@@ -210,11 +277,13 @@ def _set_dotted(tree: dict[str, Any], key: str, value: Any, root: type) -> None:
             if not isinstance(tree, dict):
                 raise ConfigError(f"{'.'.join(parts[: depth + 1])}: expected a mapping of keys")
     if dataclasses.is_dataclass(cls):
-        if "name" in _hints(cls) and not isinstance(value, dict):
-            tree.setdefault(parts[-1], {})
-            if isinstance(tree[parts[-1]], dict):
-                tree[parts[-1]]["name"] = value
-                return
+        section = tree.setdefault(parts[-1], {})
+        if isinstance(value, dict) and isinstance(section, dict):  # `supernet.nasnet={C: 8}`: its keys
+            section.update(value)
+            return
+        if "name" in _hints(cls) and isinstance(section, dict):  # `data=digits`: data.name
+            section["name"] = value
+            return
         raise ConfigError(f"{key} is a section; set one of its keys, e.g. {all_keys(cls, key + '.')[0]}=...")
     tree[parts[-1]] = value
 
@@ -238,9 +307,10 @@ def read_yaml(path: str | Path, packaged: Path | None = None) -> dict[str, Any]:
     resolve_config_path); ConfigError if it is not YAML."""
     resolved = resolve_config_path(path, packaged)
     try:
-        tree = yaml.safe_load(resolved.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{resolved}: not valid YAML: {str(error).splitlines()[0]}") from error
+        text = resolved.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{resolved}: cannot read it ({error})") from None
+    tree = parse_yaml(text, str(resolved)) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{resolved}: expected a mapping of keys at the top level")
     return tree
@@ -258,9 +328,9 @@ def load_config(path: str | Path | None, overrides: typing.Sequence[str] = (), *
         if not sep or not key:
             raise ConfigError(f"bad override {override!r}: expected key=value, e.g. study.seeds=3")
         try:
-            value = yaml.safe_load(text) if text else ""
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{key}: cannot parse value {text!r}") from error
+            value = parse_yaml(text, key) if text else ""
+        except ConfigError:
+            raise ConfigError(f"{key}: cannot parse value {text!r}") from None
         _set_dotted(tree, key.strip(), value, cls)
     config = _build(cls(), tree)
     if hasattr(config, "check"):
@@ -278,19 +348,30 @@ def _plain(value: Any) -> Any:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain YAML-ready data (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))
+    """The config as plain YAML-ready data (tuples become lists), without the keys its class does not
+    use (unused_reason): what load_config reads back."""
+    tree = _plain(dataclasses.asdict(config))
+    for key in getattr(type(config), "unused_keys", {}):
+        *sections, leaf = key.split(".")
+        branch = tree
+        for section in sections:
+            branch = branch[section]
+        branch.pop(leaf)
+    return tree
 
 
-def describe_options(defaults: Any, prefix: str = "") -> list[str]:
+def describe_options(defaults: Any, prefix: str = "", root: type | None = None) -> list[str]:
     """One help line per option of the config tree `defaults` (a config instance):
-    'key=default  (type) description'."""
+    'key=default  (type) description' (not the keys its class does not use)."""
+    root = type(defaults) if root is None else root
     lines = []
     hints = _hints(type(defaults))
     for f in dataclasses.fields(defaults):
         hint, key, default = hints[f.name], f"{prefix}{f.name}", getattr(defaults, f.name)
+        if unused_reason(root, key):
+            continue
         if dataclasses.is_dataclass(hint):
-            lines += describe_options(default, f"{key}.")
+            lines += describe_options(default, f"{key}.", root)
             continue
         text = f.metadata.get("help", "")
         if f.metadata.get("choices"):
@@ -312,15 +393,19 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def flat_values(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{dotted key: value} of every option of the config instance `config`, in plain YAML-ready
-    data (a free-form dict option is one value). What a resumed run compares with its folder's."""
+def flat_values(config: Any, prefix: str = "", root: type | None = None) -> dict[str, Any]:
+    """{dotted key: value} of every option of the config instance `config` (not those its class does
+    not use), in plain YAML-ready data (a free-form dict option is one value). What a resumed run
+    compares with its folder's."""
+    root = type(config) if root is None else root
     flat: dict[str, Any] = {}
     hints = _hints(type(config))
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if unused_reason(root, f"{prefix}{f.name}"):
+            continue
         if dataclasses.is_dataclass(hints[f.name]):
-            flat.update(flat_values(value, f"{prefix}{f.name}."))
+            flat.update(flat_values(value, f"{prefix}{f.name}.", root))
         else:
             flat[f"{prefix}{f.name}"] = to_dict(value) if dataclasses.is_dataclass(value) else _plain(value)
     return flat

@@ -27,7 +27,7 @@ import pytest
 import torch
 from datafiles import write_batch
 from photos import corrupt_jpeg, write_photo_tree
-from test_data_loaders import assert_same_batches, cifar_config, take
+from test_data_loaders import assert_loading_leaves_the_global_streams_alone, assert_same_batches, cifar_config, take
 
 from vaenas.data import DataConfig, DataError, build_search_data
 from vaenas.data.dali import DaliTrainLoader, import_dali
@@ -142,6 +142,13 @@ def test_resume_gives_the_same_batches(kind, cifar10, photos):
     assert_same_batches(take(resumed, 2), expected[1:3])
 
 
+@pytest.mark.parametrize("kind", ["cifar10", "imagenet"])
+def test_loading_draws_nothing_from_the_global_random_streams(kind, cifar10, photos):
+    config = cifar_config(cifar10[0], backend="dali") if kind == "cifar10" else photo_config(
+        photos, backend="dali", image_size=32)
+    assert_loading_leaves_the_global_streams_alone(config)
+
+
 def test_missing_dali_says_how_to_install_it_and_auto_falls_back(tmp_path):
     script = (
         "import logging, sys; sys.modules['nvidia.dali'] = None  # as if not installed\n"
@@ -184,6 +191,25 @@ def test_corrupt_jpeg_is_named(backend, tmp_path):
     data = build_search_data(small_config(root, backend=backend))
     with pytest.raises(DataError, match=r"val/cls_b/img_001.JPEG: cannot decode image"):
         data.test.tensors()
+
+
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_a_corrupt_image_read_in_a_worker_process_gives_one_line(tmp_path, split):
+    """A DataLoader worker's DataError reaches the main process with the worker's whole traceback as
+    its message; the loaders give back the one line that names the file."""
+    root = tree(tmp_path, odd_formats=False)
+    folder = "val" if split == "test" else "train"
+    for name in ("img_000.JPEG", "img_001.JPEG"):
+        corrupt_jpeg(root / folder / "cls_b" / name)
+    data = build_search_data(small_config(root, backend="torchvision", workers=1, holdout=1, calibration_images=1))
+    with pytest.raises(DataError) as error:
+        if split == "test":
+            data.test.tensors()
+        else:
+            for _ in range(2 * data.train.batches_per_epoch):
+                next(data.train)
+    assert f"{folder}/cls_b/img_00" in str(error.value) and "cannot decode image" in str(error.value)
+    assert "\n" not in str(error.value) and "Traceback" not in str(error.value)
 
 
 def test_file_that_is_not_an_image_is_named(tmp_path):

@@ -1,5 +1,7 @@
 """build_search_data: shapes, splits, sharding, reshuffling, resume and the fixed evaluation sets."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -34,14 +36,15 @@ def assert_same_batches(first, second):
 
 def test_digits_shapes_dtypes_labels():
     data = build_search_data(DataConfig(batch_size=32, holdout=100, calibration_images=64))
-    assert (data.num_classes, data.image_size, data.in_channels, data.test) == (10, 32, 3, None)
+    # digits are 8 x 8 images, served at 16 px unless data.image_size says otherwise
+    assert (data.num_classes, data.image_size, data.in_channels, data.test) == (10, 16, 3, None)
     images, labels = next(data.train)
-    assert images.shape == (32, 3, 32, 32) and images.dtype == torch.float32
+    assert images.shape == (32, 3, 16, 16) and images.dtype == torch.float32
     assert labels.shape == (32,) and labels.dtype == torch.int64 and 0 <= labels.min() <= labels.max() < 10
     assert data.train.batches_per_epoch == (1797 - 100) // 32
     held = data.holdout.tensors()
-    assert held[0].shape == (100, 3, 32, 32) and held[1].dtype == torch.int64
-    assert data.calibration.tensors()[0].shape == (64, 3, 32, 32)
+    assert held[0].shape == (100, 3, 16, 16) and held[1].dtype == torch.int64
+    assert data.calibration.tensors()[0].shape == (64, 3, 16, 16)
     assert abs(held[0].mean()) < 0.2 and 0.8 < held[0].std() < 1.2  # normalised
     assert torch.equal(held[0][:, 0], held[0][:, 2])  # grey served as 3 equal channels
 
@@ -177,6 +180,31 @@ def test_resume_gives_the_same_batches_bit_for_bit(kind, cifar10, image_tree):
     resumed.load_state_dict(state)
     got += take(resumed, steps // 2)
     assert_same_batches(got, expected)
+
+
+def global_streams() -> tuple:
+    """The global torch, Python and NumPy random states, comparable with ==."""
+    return torch.get_rng_state().tolist(), random.getstate(), repr(np.random.get_state())
+
+
+def assert_loading_leaves_the_global_streams_alone(config) -> None:
+    """Building the loaders, training batches across an epoch boundary, a resume and evaluation passes
+    draw nothing from the global streams (dropout reads torch's: a draw there at a step a straight run
+    does not make breaks a bit-for-bit resume)."""
+    before = global_streams()
+    data = build_search_data(config)
+    take(data.train, data.train.batches_per_epoch + 1)
+    resumed = build_search_data(config).train
+    resumed.load_state_dict(data.train.state_dict())
+    take(resumed, 2)
+    for evaluation in (data.holdout, data.calibration):
+        list(evaluation)
+    assert global_streams() == before
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loading_draws_nothing_from_the_global_random_streams(workers, cifar10):
+    assert_loading_leaves_the_global_streams_alone(cifar_config(cifar10[0], workers=workers))
 
 
 def test_resume_state_checks(cifar10):

@@ -85,3 +85,58 @@ def test_units(tmp_path):
 def test_default_run_path():
     path = default_run_path("nasbench201-cifar10", root="somewhere")
     assert path.parent.name == "somewhere" and path.name.startswith("nasbench201-cifar10-20")
+
+
+def test_claim_refuses_what_would_lose_or_mix_a_run(tmp_path):
+    from vaenas.runtime import RunFolderError, claim_run_folder
+
+    assert claim_run_folder(tmp_path / "new", resume=False).path.is_dir()
+    assert claim_run_folder(tmp_path / "new", resume=False)  # still empty: a new run may use it
+    finished = RunFolder(tmp_path / "finished")
+    finished.write_config({"method": "oneshot"})
+    with pytest.raises(RunFolderError, match="already holds a run: continue it with --resume"):
+        claim_run_folder(finished.path, resume=False)
+    assert claim_run_folder(finished.path, resume=True).path == finished.path
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.png").write_bytes(b"")
+    with pytest.raises(RunFolderError, match="is not empty"):
+        claim_run_folder(tmp_path / "data", resume=False)
+    with pytest.raises(RunFolderError, match="no config.yaml there"):
+        claim_run_folder(tmp_path / "data", resume=True)
+
+
+def test_lock_is_held_across_processes_and_released_at_exit(tmp_path):
+    import subprocess
+    import sys
+
+    from vaenas.runtime import RunFolderError
+
+    folder = RunFolder(tmp_path / "run")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vaenas.runtime import RunFolder\n"
+         f"with RunFolder({str(folder.path)!r}).lock():\n    print('locked', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunFolderError, match=f"is in use by pid {holder.pid} on"):
+            with folder.lock():
+                pass
+    finally:
+        holder.kill()  # dies holding it: the kernel releases an flock with its last descriptor
+        holder.wait()
+    with folder.lock():
+        pass
+
+
+def test_temporaries_of_killed_writes_are_removed(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.save_checkpoint({"x": 1}, 3)
+    folder.save_unit("seeds", "seed-0", {"seed": 0})
+    left = [folder.path / ".config.yaml.1.aa.tmp", folder.checkpoint_dir / ".step-00000004.pt.1.bb.tmp",
+            folder.path / "seeds" / ".seed-1.json.1.cc.tmp"]
+    for path in left:
+        path.write_bytes(b"")
+    assert sorted(folder.remove_temporaries()) == sorted(left)
+    assert not any(path.exists() for path in left)
+    assert folder.checkpoints() and folder.load_units("seeds")

@@ -10,6 +10,7 @@ from vaenas.spaces import nasbench101_graph as graph
 from vaenas.spaces.nasbench101 import NASBench101Space
 from vaenas.spaces.nasbench101_network import compute_vertex_channels
 from vaenas.supernet import get_supernet, recalibrate
+from vaenas.supernet.base import SlicedWeight, take_used_slices, union_blocks
 from vaenas.supernet.nasbench101 import NASBench101Supernet, prune_cell, vertex_widths
 
 OPTIONS = {"stem_channels": 8, "num_stacks": 2, "cells_per_stack": 1, "num_classes": 5}
@@ -163,6 +164,39 @@ def test_sliced_weights_get_gradient_only_in_their_slice(space, generator):
             outside = weight.grad.clone()
             outside[:width, :in_width] = 0
             assert not outside.any()
+
+
+def test_forwards_that_can_give_a_gradient_record_their_slices(space, generator):
+    net = supernet(space, num_stacks=1)
+    sliced = [m for m in net.modules() if isinstance(m, SlicedWeight)]
+    arch = torch.tensor(tokens([(0, 1), (0, 2), (0, 3), (1, 6), (2, 6), (3, 6)], [0, 0, 1, 0, 0]))
+    with torch.no_grad():  # evaluation, recalibration: nothing to update
+        net(images(generator, ROWS), arch[None])
+    assert take_used_slices(sliced) == {}
+    net(images(generator, ROWS), arch[None])
+    cell = net.layers[0]
+    assert take_used_slices(sliced) == {  # widths 3, 3, 2 of 8 (test above)
+        cell.projections[0].weight: [(slice(0, 3), slice(0, 8))],
+        cell.projections[1].weight: [(slice(0, 3), slice(0, 8))],
+        cell.projections[2].weight: [(slice(0, 2), slice(0, 8))],
+        cell.operations[0][0].weight: [(slice(0, 3), slice(0, 3))],
+        cell.operations[1][0].weight: [(slice(0, 3), slice(0, 3))],
+        cell.operations[2][1].weight: [(slice(0, 2), slice(0, 2))],
+    }
+    assert take_used_slices(sliced) == {}  # taken: forgotten
+
+
+def test_union_blocks_cover_the_union_of_the_slices_once():
+    for slices in ([(3, 8), (8, 3)], [(2, 2), (5, 5), (5, 1)], [(4, 2), (1, 7), (3, 5), (4, 1)], [(6, 6)]):
+        covered = torch.zeros(8, 8, dtype=torch.int64)
+        for block in union_blocks(slices):
+            covered[block] += 1
+        union = torch.zeros(8, 8, dtype=torch.int64)
+        for rows, columns in slices:
+            union[:rows, :columns] = 1
+        assert torch.equal(covered, union), slices
+    assert union_blocks([(3, 8), (8, 3)]) == [(slice(0, 8), slice(0, 3)), (slice(0, 3), slice(3, 8))]
+    assert union_blocks([(2, 2), (5, 5)]) == [(slice(0, 5), slice(0, 5))]
 
 
 def test_invalid_architecture_is_an_error_naming_the_row(space, generator):

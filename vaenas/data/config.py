@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: dataset names and the image size each is served at when `image_size` is left unset
-DATASETS = {"digits": 32, "cifar10": 32, "cifar100": 32, "imagenet": 224}
+#: dataset names and the image size each is served at when `image_size` is left unset (digits: 8 x 8
+#: images, upsampled; 16 px is the one-shot demo's size)
+DATASETS = {"digits": 16, "cifar10": 32, "cifar100": 32, "imagenet": 224}
+#: the largest image side served (a typo such as 100000 would otherwise allocate tens of GB)
+MAX_IMAGE_SIZE = 1024
 #: loader implementations: torchvision's DataLoader, NVIDIA DALI (optional package), or "auto" (DALI when
 #: importable, else torchvision); vaenas.data.dali resolves "auto" and says how to install DALI
 BACKENDS = ("torchvision", "dali", "auto")
@@ -39,7 +42,10 @@ class DataConfig:
         "data folder: for cifar10/100 the folder holding cifar-10-batches-py / cifar-100-python (or that "
         "folder itself); for imagenet the folder with train/<class>/ and val/<class>/; unused for digits",
     )
-    image_size: int | None = _option(None, "side of the square images served (null: 32, imagenet 224)")
+    image_size: int | None = _option(
+        None, f"side of the square images served, at most {MAX_IMAGE_SIZE} (null: the dataset's: digits 16, "
+        "cifar10/100 32, imagenet 224)"
+    )
     batch_size: int = _option(64, "training images per rank and step (the last partial batch of an epoch is dropped)")
     eval_batch_size: int = _option(256, "images per batch of the held-out, calibration and test loaders")
     holdout: int | float = _option(
@@ -90,6 +96,8 @@ class DataConfig:
             _positive_int(key, getattr(self, key))
         if self.image_size is not None:
             _positive_int("image_size", self.image_size)
+            if self.image_size > MAX_IMAGE_SIZE:
+                raise DataError(f"data.image_size: {self.image_size} is above the maximum {MAX_IMAGE_SIZE}")
         if self.cutout and not self.name.startswith("cifar"):
             raise DataError(f"data.cutout: Cutout is part of the CIFAR recipe only, not of {self.name}")
         _check_color_jitter(self.color_jitter, self.name)

@@ -13,6 +13,13 @@ Training (`TrainLoader`), per epoch e:
 So batch (e, b) of rank r is a pure function of (data, seed, W * B, r, e, b), and the position
 (e, b) is all a resumed run needs (`state_dict`).
 
+Nothing here draws from the global random streams. Every `iter(DataLoader)` draws a base seed
+(the workers' torch seeds) from the loader's `generator`, or from the global torch stream when it
+has none; a resumed run starts an iterator at a step where a straight run does not, so a draw from
+the global stream would shift everything else that reads it (dropout) and break the bit-for-bit
+resume. Each DataLoader therefore has a generator of its own (`_own_generator`); the batches do not
+depend on it (augmentation is seeded per image).
+
 Evaluation (`EvalLoader`): the given images in the given order, deterministic transform, every
 pass the same tensors, not sharded (the search splits architectures, not images, across ranks,
 so each rank scores with all the images).
@@ -52,6 +59,23 @@ def substitute(items: list, is_bad: Callable[[Any], bool], fill: bool) -> list:
         raise DataError(f"every image of a training batch is corrupt: {items}")
     replacements = iter(good * len(items))
     return [next(replacements) if is_bad(item) else item for item in items]
+
+
+def from_worker(error: DataError) -> DataError:
+    """`error` with its own one-line message: a DataError raised in a DataLoader worker reaches the
+    main process with the worker's whole traceback as its message ("Caught DataError in DataLoader
+    worker process 0. Original Traceback ..."), whose last line is the original."""
+    text = str(error)
+    if "Original Traceback" not in text:
+        return error
+    last = text.rstrip().splitlines()[-1]
+    _, found, message = last.partition("DataError: ")
+    return DataError(message if found else last)
+
+
+def _own_generator(seed: int) -> torch.Generator:
+    """The DataLoader's generator: its base-seed draws stay off the global torch stream (module docstring)."""
+    return torch.Generator().manual_seed(seed & ((1 << 63) - 1))
 
 
 def collate(samples: list[tuple[Any, Any]], fill: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, tuple]:
@@ -145,6 +169,7 @@ class TrainLoader:
         return DataLoader(
             dataset, batch_sampler=self._sampler, num_workers=workers, persistent_workers=workers > 0,
             pin_memory=pin_memory, collate_fn=partial(collate, fill=True),
+            generator=_own_generator(self._sampler.seed),
         )
 
     def __iter__(self) -> TrainLoader:
@@ -156,7 +181,10 @@ class TrainLoader:
         if self._iterator is None:
             self._sampler.epoch, self._sampler.start = self.epoch, self.batch
             self._iterator = iter(self._loader)
-        images, labels, skipped = next(self._iterator)
+        try:
+            images, labels, skipped = next(self._iterator)
+        except DataError as error:
+            raise from_worker(error) from None
         self.skipped.update(skipped)
         self.batch += 1
         return images, labels
@@ -212,7 +240,7 @@ class EvalLoader:
         """An iterable over the batches of `batches` (lists of keys) with len(); the DALI backend overrides it."""
         return DataLoader(
             dataset, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
-            collate_fn=partial(collate, fill=False),
+            collate_fn=partial(collate, fill=False), generator=_own_generator(0),
         )
 
     @property
@@ -231,7 +259,14 @@ class EvalLoader:
 
     def _pass(self) -> Iterator[Batch]:
         kept = []
-        for images, labels, skipped in self._loader:
+        batches = iter(self._loader)
+        while True:
+            try:
+                images, labels, skipped = next(batches)
+            except StopIteration:
+                break
+            except DataError as error:
+                raise from_worker(error) from None
             self.skipped.update(skipped)
             if images is None:
                 continue

@@ -3,7 +3,10 @@
 A supernet whose layer widths depend on the architecture (NAS-Bench-101: a vertex's channels
 depend on the pruned cell) keeps one weight at the largest width and convolves with its
 [:out, :in] slice. The slice is never copied into a weight of its own: the gradient lands in the
-slice of the shared weight's gradient. The specification is vaenas.ops.reference.sliced_conv2d;
+slice of the shared weight's gradient, and is zero elsewhere, zeros an optimizer must not step on
+(momentum and weight decay would move the unused entries) nor tell from a dead unit's exact zeros
+inside the slice: the supernet records the slices it used (vaenas.supernet.base.SlicedWeight) and
+the trainer updates only those. The specification is vaenas.ops.reference.sliced_conv2d;
 a later kernel fuses the batch-norm/ReLU epilogue of the NAS-Bench-101 op.
 """
 

@@ -3,7 +3,7 @@ with a check that a checkpoint belongs to the run that loads it.
 
 A checkpoint is {"format", "version", "config" (the flat fingerprint of the resolved config: every
 key that changes results), "phase", "metrics_lines" (records of metrics.jsonl when it was saved),
-"state" (the job's state_dict)}. Loading one for a run whose config differs is a CheckpointError
+"seconds" (wall time of the run so far, all its processes), "state" (the job's state_dict)}. Loading one for a run whose config differs is a CheckpointError
 naming the differences; a file torch cannot read (truncated, corrupt) is one too
 (vaenas.runtime.files.load_checkpoint).
 """
@@ -18,15 +18,22 @@ from vaenas.runtime.files import CheckpointError, load_checkpoint
 FORMAT, VERSION = "vaenas-run-checkpoint", 1
 
 
-def checkpoint_payload(*, config: dict[str, Any], phase: str, metrics_lines: int, state: dict[str, Any]) -> dict:
-    """What a run saves: its config fingerprint, phase and metrics position next to its state."""
-    return {"format": FORMAT, "version": VERSION, "config": config,
-            "phase": phase, "metrics_lines": metrics_lines, "state": state}
+def checkpoint_payload(
+    *, config: dict[str, Any], phase: str, metrics_lines: int, seconds: float, state: dict[str, Any]
+) -> dict:
+    """What a run saves: its config fingerprint, phase, metrics position and wall time next to its state."""
+    return {"format": FORMAT, "version": VERSION, "config": config, "phase": phase,
+            "metrics_lines": metrics_lines, "seconds": float(seconds), "state": state}
 
 
 def load_run_checkpoint(path: Path, *, config: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint at `path`, checked against this run's config fingerprint."""
-    saved = load_checkpoint(path)
+    return check_run_checkpoint(load_checkpoint(path), path, config=config)
+
+
+def check_run_checkpoint(saved: Any, path: Path, *, config: dict[str, Any]) -> dict[str, Any]:
+    """`saved` (what load_checkpoint read from `path`) if it is a checkpoint of a run with this
+    config fingerprint; CheckpointError naming the differences otherwise."""
     if not isinstance(saved, dict) or saved.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: not a checkpoint of a vaenas run")
     if saved.get("version") != VERSION:

@@ -18,17 +18,20 @@ from typing import Any, NamedTuple
 import torch
 
 from vaenas.config import flat_values, to_dict
-from vaenas.runtime.checkpoints import load_run_checkpoint
+from vaenas.runtime.checkpoints import check_run_checkpoint
 from vaenas.runtime.distributed import DistributedContext
-from vaenas.runtime.files import CheckpointError
+from vaenas.runtime.files import CheckpointError, load_checkpoint
 from vaenas.runtime.run_folder import RunFolder
+
+logger = logging.getLogger(__name__)
 
 
 def setup_logging() -> None:
     """Every CLI's logging: INFO on rank 0, WARNING on the other ranks, on stderr."""
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    tag = f" [rank {rank}]" if world_size > 1 else ""
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
-                        format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+                        format=f"%(asctime)s{tag} %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font-cache notices are noise here
 
 
@@ -69,26 +72,46 @@ class RunStart(NamedTuple):
     fingerprint: dict[str, Any]
     latest: Path | None  # the checkpoint resumed from
     saved: dict[str, Any] | None  # its payload (vaenas.runtime.checkpoints)
+    seconds_before: float  # wall time of the run's earlier processes (0 for a new run)
+
+
+def newest_readable_checkpoint(run_dir: Path) -> tuple[Path, Any]:
+    """(path, content) of the newest checkpoint in run_dir that loads; older ones stand in for a
+    newer one that is truncated or corrupt (a kill or a full disk midway through a save), with a
+    warning naming what was skipped. CheckpointError when none loads."""
+    checkpoints = RunFolder(run_dir).checkpoints()
+    if not checkpoints:
+        raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
+    skipped = []
+    for path in reversed(checkpoints):
+        try:
+            saved = load_checkpoint(path)
+        except CheckpointError as error:
+            skipped.append(str(error))
+            continue
+        for problem in skipped:
+            logger.warning("skipped %s; resuming from the older %s", problem, path.name)
+        return path, saved
+    raise CheckpointError(f"--resume {run_dir}: no checkpoint loads: " + "; ".join(skipped))
 
 
 def start_run(
     config: Any, run_dir: Path, resume: bool, ctx: DistributedContext, *, resumable_keys: tuple[str, ...]
 ) -> RunStart:
-    """The run folder (rank 0) and metrics log; with `resume`, the latest checkpoint of run_dir
-    loaded and checked against the config, and the metrics log cut to its length; else config.yaml
-    written."""
+    """The run folder (rank 0) and metrics log; with `resume`, the newest readable checkpoint of
+    run_dir loaded and checked against the config, and the metrics log cut to its length; else
+    config.yaml written."""
     folder = RunFolder(run_dir) if ctx.is_main else None
     metrics = MetricsLog(folder)
     config_fingerprint = fingerprint(config, resumable_keys)
     latest = saved = None
     if resume:
-        latest = RunFolder(run_dir).latest_checkpoint()
-        if latest is None:
-            raise CheckpointError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoints'}")
-        saved = load_run_checkpoint(latest, config=config_fingerprint)
+        latest, content = newest_readable_checkpoint(run_dir)
+        saved = check_run_checkpoint(content, latest, config=config_fingerprint)
         metrics.lines = int(saved["metrics_lines"])
         if folder is not None:
             folder.truncate_metrics(metrics.lines)
     elif folder is not None:
         folder.write_config(to_dict(config))
-    return RunStart(folder, metrics, config_fingerprint, latest, saved)
+    seconds = float(saved.get("seconds", 0.0)) if saved is not None else 0.0
+    return RunStart(folder, metrics, config_fingerprint, latest, saved, seconds)

@@ -10,15 +10,25 @@ any instant leaves a folder that loads and resumes: a unit or checkpoint is ther
 all. The metrics log is appended line by line; a kill can cut its last line, which read_metrics
 skips. Only rank 0 should write config, metrics and checkpoints; units may be written by the rank
 that finished them (their names differ).
+
+The rule every CLI follows (`claim_run_folder`): a new run needs a folder that does not exist or is
+empty, so that a finished run is never overwritten; a resumed run needs the folder of a run (its
+config.yaml). Either way the folder is locked (`RunFolder.lock`) for as long as the run writes in
+it, so that two processes never write one run at once, and the temporary files that a killed
+write left behind are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import re
+import socket
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,6 +45,11 @@ def default_run_path(name: str, root: str | os.PathLike = "runs") -> Path:
     """root/<name>-<YYYYmmdd-HHMMSS>: where a run goes when the user names no folder. Compute it
     on rank 0 only and broadcast it: ranks' clocks can straddle a second."""
     return Path(root) / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+class RunFolderError(RuntimeError):
+    """A run folder that cannot serve: a finished run that a new one would overwrite, a folder in
+    use by another process, a place that is not a writable folder."""
 
 
 def _check_name(kind: str, name: str) -> str:
@@ -164,3 +179,65 @@ class RunFolder:
             except (UnicodeDecodeError, json.JSONDecodeError) as error:  # atomic writes never leave one
                 raise ValueError(f"{path}: not a readable unit ({error}); delete it to redo that unit") from None
         return units
+
+    # --- one writer at a time -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (an flock on <run>/.lock, released when the block ends or the
+        process dies) and name the holder in it. RunFolderError naming the holder if another
+        process holds it."""
+        handle = open(self.path / ".lock", "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise RunFolderError(f"{self.path} is in use by {holder}; two processes writing one run folder would "
+                                 "mix their outputs: wait for that one to end") from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {datetime.now():%Y-%m-%d %H:%M:%S}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+
+    def remove_temporaries(self) -> list[Path]:
+        """Delete the temporary files (.<name>.<pid>.<random>.tmp) that writes killed midway left in
+        the folder, its checkpoints and its unit groups; call it while holding the lock (no write of
+        this run is under way then). Returns what it deleted."""
+        removed = []
+        for folder in [self.path, *(p for p in self.path.iterdir() if p.is_dir())]:
+            for temporary in folder.glob(".*.tmp"):
+                temporary.unlink(missing_ok=True)
+                removed.append(temporary)
+        return removed
+
+
+def claim_run_folder(path: str | os.PathLike, resume: bool) -> RunFolder:
+    """The RunFolder of a new run (`path` absent or an empty folder, created) or of a run to resume
+    (`path` holds its config.yaml); RunFolderError saying what is wrong and what to do instead.
+    Lock it before writing (RunFolder.lock)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{path} is a file, not a folder: choose a folder for the run's outputs")
+    if resume:
+        if not (path / "config.yaml").is_file():
+            raise RunFolderError(f"--resume {path}: no config.yaml there (not a run folder of vaenas)")
+    elif path.is_dir() and any(p.name != ".lock" for p in path.iterdir()):
+        if (path / "config.yaml").is_file():
+            raise RunFolderError(f"{path} already holds a run: continue it with --resume {path}, or choose "
+                                 "another --out")
+        raise RunFolderError(f"{path} is not empty: choose a new or empty folder for the run's outputs (--out)")
+    try:
+        folder = RunFolder(path)
+        probe = folder.path / f".write-test.{os.getpid()}.tmp"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise RunFolderError(f"{path}: cannot write there ({error.strerror or error})") from None
+    return folder

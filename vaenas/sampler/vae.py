@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vaenas import ops
-from vaenas.config import option
+from vaenas.config import check_device, option
 from vaenas.sampler.uniform import AcceptFn, accepted_rows, rejection_sample
 from vaenas.spaces.base import DecodeConstraints, SearchSpace
 
@@ -169,23 +169,26 @@ class ArchitectureVAE(nn.Module):
 class VAEConfig:
     """Sizes and training settings of the VAE sampler (defaults sized for a 2-core CPU)."""
 
-    latent_dim: int = option(16, "VAE: dimension of z")
-    embedding_dim: int = option(16, "VAE: token embedding size")
-    hidden_dim: int = option(64, "VAE: LSTM hidden size (encoder and decoder)")
+    latent_dim: int = option(16, "VAE: dimension of z", at_least=1)
+    embedding_dim: int = option(16, "VAE: token embedding size", at_least=1)
+    hidden_dim: int = option(64, "VAE: LSTM hidden size (encoder and decoder)", at_least=1)
     # The paper's ELBO has weight 1; with it the KL term collapses (~0.001 nats on NB201) and the
     # latent carries nothing: reconstruction accuracy ~0, uniqueness 0.28, novelty 0.13. At 0.1 the
     # latent carries ~8.5 nats, uniqueness 0.52, novelty 0.58, same mean accuracy of samples.
-    kl_weight: float = option(0.1, "VAE: weight of the KL term of the negative ELBO")
-    lr: float = option(3e-3, "VAE: Adam learning rate")
-    batch_size: int = option(128, "VAE: minibatch size (drawn with replacement)")
-    n_iters: int = option(500, "VAE: training steps of a full fit (paper protocol, vae_evolution)")
-    device: str = option("cpu", "VAE: device of training and decoding (cpu, cuda)")
+    kl_weight: float = option(0.1, "VAE: weight of the KL term of the negative ELBO", at_least=0)
+    lr: float = option(3e-3, "VAE: Adam learning rate", above=0)
+    batch_size: int = option(128, "VAE: minibatch size (drawn with replacement)", at_least=1)
+    n_iters: int = option(500, "VAE: training steps of a full fit (paper protocol, vae_evolution)", at_least=1)
+    device: str = option("cpu", "VAE: device of training and decoding (cpu, cuda, cuda:N)")
     # intra-op threads while training on a CPU (None: leave torch's setting). A training step is
     # hundreds of tiny ops, each an OpenMP region whose barrier waits for every thread: on 2 idle
     # cores 100 steps took 1.1 s with 1 thread and 0.7 s with 2, but with one other busy process
     # on the machine 1.1-1.8 s against 6-192 s. Decoding is one op with one parallel region and
     # keeps torch's setting (M = 10k NB101 rows: 0.08 s on 1 thread, 0.04 s on 2).
-    num_threads: int | None = option(1, "VAE: intra-op CPU threads while training (null: torch's setting)")
+    num_threads: int | None = option(1, "VAE: intra-op CPU threads while training (null: torch's setting)", at_least=1)
+
+    def __post_init__(self) -> None:
+        check_device("vae.device", self.device)
 
 
 @contextlib.contextmanager

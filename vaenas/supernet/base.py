@@ -12,16 +12,19 @@ passes it to them and calls every other module as module(x).
 
 Batch-norm statistics for evaluation (SPOS): `recalibrate(supernet, num_groups)` is a context in
 which every SegmentedBatchNorm2d normalises with batch statistics and accumulates, per group, the
-exact mean and (biased) variance of everything it sees; on exit those become the group statistics
-that eval-mode forwards use for the segments they carry. An architecture's statistics therefore
-depend only on the recalibration images and the weights, not on G or on its batch mates.
+exact mean and (biased) variance of everything it sees (each batch weighted by its rows x pixels,
+so batches of any size count each value once); on exit those become the group statistics that
+eval-mode forwards use for the segments they carry. An architecture's statistics therefore depend
+only on the recalibration images and the weights, not on G or on its batch mates. As in SPOS, each
+recalibration batch is normalised with its own statistics on the way through, so a deeper layer's
+inputs, hence its statistics, also depend on how the images are cut into batches.
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
@@ -49,27 +52,82 @@ class SegmentedSequential(TakesSegments, nn.Sequential):
         return x
 
 
+class SlicedWeight:
+    """Mixin of a module whose forwards use leading slices weight[:rows, :columns] of one shared
+    `weight` (NAS-Bench-101's channel-sliced convolutions; the module sets `slices_used = set()`).
+
+    A forward that can produce a gradient records its slice (`use_slice`); `take_used_slices` hands
+    the trainer the union of what each weight used since the last call, so that its optimizer step
+    updates only those entries (vaenas.search.oneshot.train): the rest of the gradient is zeros that
+    SGD's momentum and weight decay would act on, and that a gradient != 0 mask cannot tell from the
+    exact zeros of a dead ReLU inside the slice.
+    """
+
+    weight: nn.Parameter
+    slices_used: set[tuple[int, int]]
+
+    def use_slice(self, rows: int, columns: int) -> None:
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            self.slices_used.add((rows, columns))
+
+
+#: an index of a weight's leading two dimensions: weight[block] is a view
+Block = tuple[slice, slice]
+
+
+def union_blocks(slices: Iterable[tuple[int, int]]) -> list[Block]:
+    """Disjoint blocks whose union is that of the leading slices [:rows, :columns] given.
+
+    The union is a staircase: the slices not inside another, ordered by columns ascending, have rows
+    descending, and block k is rows [:rows_k] of columns [columns_(k-1) : columns_k]. E.g. (3, 8)
+    and (8, 3) give [:8, 0:3] and [:3, 3:8]; nested slices give the largest alone.
+    """
+    staircase: list[tuple[int, int]] = []  # columns descending, rows ascending
+    for rows, columns in sorted(set(slices), key=lambda slice_: (-slice_[1], -slice_[0])):
+        if not staircase or rows > staircase[-1][0]:
+            staircase.append((rows, columns))
+    blocks, start = [], 0
+    for rows, columns in reversed(staircase):
+        blocks.append((slice(0, rows), slice(start, columns)))
+        start = columns
+    return blocks
+
+
+def take_used_slices(modules: Iterable[SlicedWeight]) -> dict[nn.Parameter, list[Block]]:
+    """{weight: union_blocks of the slices it used} for the modules that recorded any since the
+    last call, and forget them."""
+    used = {}
+    for module in modules:
+        if module.slices_used:
+            used[module.weight] = union_blocks(module.slices_used)
+            module.slices_used.clear()
+    return used
+
+
 class _GroupMoments:
-    """Exact per-group sums of the batch statistics seen during a recalibration (float64)."""
+    """Exact per-group sums of the values seen during a recalibration (float64): each batch's moments
+    weighted by the values they summarise (rows x pixels of the segment), so that batches of any
+    size (an EvalLoader's last one is smaller) give the moments of the union of their images."""
 
     def __init__(self, num_groups: int, channels: int, device: torch.device) -> None:
-        self.mean_sum = torch.zeros(num_groups, channels, dtype=torch.float64, device=device)
-        self.square_sum = torch.zeros_like(self.mean_sum)  # sum of E_batch[x^2]
-        self.batches = torch.zeros(num_groups, dtype=torch.float64, device=device)
+        self.mean_sum = torch.zeros(num_groups, channels, dtype=torch.float64, device=device)  # sum of x
+        self.square_sum = torch.zeros_like(self.mean_sum)  # sum of x^2
+        self.count = torch.zeros(num_groups, dtype=torch.float64, device=device)  # values per channel
 
-    def add(self, segments: Tensor, mean: Tensor, var: Tensor) -> None:
+    def add(self, segments: Tensor, mean: Tensor, var: Tensor, count: int) -> None:
+        """Segment s (of group segments[s]) had `count` values per channel with mean[s], var[s] (biased)."""
         index = segments.to(self.mean_sum.device)
         mean, var = mean.double(), var.double()
-        self.mean_sum.index_add_(0, index, mean)
-        self.square_sum.index_add_(0, index, var + mean * mean)
-        self.batches.index_add_(0, index, torch.ones(len(index), dtype=torch.float64, device=index.device))
+        self.mean_sum.index_add_(0, index, mean * count)
+        self.square_sum.index_add_(0, index, (var + mean * mean) * count)
+        self.count.index_add_(0, index, self.count.new_full((len(index),), float(count)))
 
     def finish(self, fallback_mean: Tensor, fallback_var: Tensor) -> tuple[Tensor, Tensor]:
-        """(mean [G, C], var [G, C]) in the dtype of the running statistics: the exact average over every recalibration batch of a
-        group (batches have equal sizes, so the average of batch moments is the moment of the
-        union); groups that never reached this layer get the running statistics."""
-        seen = self.batches > 0
-        count = self.batches.clamp(min=1)[:, None]
+        """(mean [G, C], var [G, C]) in the dtype of the running statistics: the mean and biased
+        variance of every value a group saw; groups that never reached this layer get the running
+        statistics."""
+        seen = self.count > 0
+        count = self.count.clamp(min=1)[:, None]
         mean = self.mean_sum / count
         var = (self.square_sum / count - mean * mean).clamp(min=0)
         mean = torch.where(seen[:, None], mean, fallback_mean.double()[None])
@@ -98,7 +156,7 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         num_segments = len(segments)
         if self._moments is not None:
             y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
-            self._moments.add(segments, mean, var)
+            self._moments.add(segments, mean, var, x.numel() // (num_segments * x.shape[1]))
             return y
         if self.training or not self.track_running_stats:
             y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
@@ -128,7 +186,8 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
 
     def start_recalibration(self, num_groups: int) -> None:
-        self._moments = _GroupMoments(num_groups, self.num_features, self.weight.device if self.affine else self.running_mean.device)
+        device = self.weight.device if self.affine else self.running_mean.device
+        self._moments = _GroupMoments(num_groups, self.num_features, device)
 
     def finish_recalibration(self) -> None:
         assert self._moments is not None

@@ -1,10 +1,12 @@
 """Scoring architectures on a supernet, many per pass (SPOS evaluation with the G-group forward).
 
-For each chunk of G architectures: batch-norm statistics are recalibrated for each of them as an
-exact average over the recalibration images (replicated once per group), then the held-out images
-(replicated likewise) are classified in eval mode with each group's own statistics. A score
-depends only on the supernet's weights and the images: not on G, on the other architectures of
-its chunk, or on how many ranks share the work (tests/supernet/test_evaluation.py).
+For each chunk of G architectures: batch-norm statistics are recalibrated for each of them as the
+mean and variance of every value a layer saw over the recalibration images (replicated once per
+group; a batch counts by its images, so a smaller last batch weighs what it holds), then the
+held-out images (replicated likewise) are classified in eval mode with each group's own
+statistics. A score depends only on the supernet's weights and the images: not on G or on the
+other architectures of its chunk (tests/supernet/test_evaluation.py, all four supernets), nor on
+how many ranks share the work (tests/search/oneshot/test_oneshot_distributed.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@ A vertex's channels depend on the pruned cell (the benchmark splits a cell's out
 the vertices feeding the output, nasbench101_network.compute_vertex_channels), so every
 convolution keeps one weight at the largest width it can need, the cell's output channels, and
 uses its [:out, :in] slice (vaenas.ops.sliced_conv2d): vertex v's projection and its conv3x3 and
-conv1x1 ops are one weight each per cell, whatever width v gets.
+conv1x1 ops are one weight each per cell, whatever width v gets. A training step updates only the
+slices its architectures used (vaenas.supernet.base.SlicedWeight; the trainer): entries outside
+them keep their values and momentum, as a candidate op no architecture of the step ran does. (The
+slimmable-network alternative, SGD on the whole shared weight, would decay the wide channels and
+carry their momentum on while narrow cells train.)
 
 Batch norm, one per width ("switchable" batch norm, Yu et al. 2018, Slimmable Networks): each
 sliced convolution has a SegmentedBatchNorm2d of its own for every width it can run at (at most
@@ -35,6 +39,7 @@ from vaenas.spaces.nasbench101_network import BN_EPSILON, BN_MOMENTUM, Cell, Con
 from vaenas.supernet.base import (
     SegmentedBatchNorm2d,
     SegmentedSequential,
+    SlicedWeight,
     Supernet,
     check_groups,
     copy_batch_norm,
@@ -80,10 +85,11 @@ def prune_cell(tokens: list[int]) -> PrunedCell:
     return PrunedCell(vertices, pruned_matrix, pruned_labels)
 
 
-class SlicedConvBnRelu(nn.Module):
+class SlicedConvBnRelu(SlicedWeight, nn.Module):
     """conv-bn-relu (the benchmark's ConvBnRelu) over one shared weight [max_out, max_in, k, k]:
     x [b, c_in, H, W] -> [b, out, H, W] with the weight's [:out, :c_in] slice ('same' padding,
-    no bias) and the batch norm of width `out` (see the module docstring)."""
+    no bias) and the batch norm of width `out` (see the module docstring). Records the slices it
+    uses (SlicedWeight), so that a training step updates only them."""
 
     def __init__(self, max_in: int, max_out: int, kernel_size: int, widths: list[int]) -> None:
         super().__init__()
@@ -91,8 +97,10 @@ class SlicedConvBnRelu(nn.Module):
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's initialisation, at the full size
         self.norms = nn.ModuleDict({str(width): _norm(width) for width in widths})
         self.relu = nn.ReLU()
+        self.slices_used: set[tuple[int, int]] = set()
 
     def forward(self, x: Tensor, segments: Tensor, out_channels: int) -> Tensor:
+        self.use_slice(out_channels, x.shape[1])
         y = ops.sliced_conv2d(x, self.weight, out_channels, padding=self.weight.shape[-1] // 2)
         return self.relu(self.norms[str(out_channels)](y, segments))
 

@@ -229,10 +229,26 @@ def test_baseline_runs_plain_proxylessnas_alongside(tmp_path):
 
 
 def test_bad_configs_are_refused(capsys):
-    assert main(TINY + ["train.group_size=2"]) == 2
-    assert "group_size" in capsys.readouterr().err
     assert main(TINY + ["space=nasbench101"]) == 2
     assert main(TINY + ["gradient.mode=three"]) == 2
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.group_size=2", "train.group_size: the gradient search trains one path per step"),
+    ("search.max_params=1", "search.max_params: the gradient search returns the argmax of its architecture logits"),
+    ("vaenas.epsilon_inc=0.1", "vaenas.epsilon_inc: the gradient search samples every path from the VAE"),
+    ("vaenas.compare_samples=4", "vaenas.compare_samples: only the one-shot search"),
+])
+def test_keys_the_gradient_search_does_not_use_are_refused_and_not_listed(override, message, capsys):
+    """They exist in the one-shot config it extends; accepted, they would be silently ignored."""
+    assert main(TINY + [override]) == 2
+    error = capsys.readouterr().err
+    assert message in error and len(error.strip().splitlines()) == 1, error
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out
+    assert f"  {override.partition('=')[0]}=" not in listed and "  gradient.arch_lr=" in listed
+    assert "method=tabular" in listed and "method=oneshot" in listed
 
 
 def test_validation_stream_shards_by_rank_cycles_and_resumes():

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from vaenas.runtime import CheckpointError, RunFolder, load_checkpoint, save_checkpoint
+from vaenas.search.__main__ import main as vaenas_search
 from vaenas.search.oneshot.cli import main
 
 REPO = Path(__file__).resolve().parents[3]
@@ -57,16 +60,105 @@ def test_resume_continues_bit_for_bit(tmp_path):
         assert (halves / name).is_file(), name
 
 
-def test_resume_rejects_a_corrupt_checkpoint_and_another_config(tmp_path, capsys):
+def test_resume_refuses_another_config_and_another_method(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(TINY + [f"out={run}", "run.stop_at=3"]) == 0
-    assert main(["--resume", str(run), "train.lr=0.5"]) == 1
-    assert "train.lr: checkpoint 0.1, this run 0.5" in capsys.readouterr().err
-    latest = RunFolder(run).latest_checkpoint()
-    latest.write_bytes(latest.read_bytes()[:1000])  # truncated
+    capsys.readouterr()
+    for arguments, message in (
+        (["train.lr=0.5"], "--resume: train.lr would differ from the run's config.yaml"),
+        (["--out", str(tmp_path / "other")], "give neither --config nor --out"),
+        (["--config", "oneshot_nb201_digits"], "give neither --config nor --out"),
+        (["method=gradient"], f"the folder holds a oneshot run, not a gradient one; continue it with "
+                              f"`python -m vaenas.search --resume {run}`"),
+    ):
+        assert vaenas_search(["--resume", str(run), *arguments]) == 2, arguments
+        error = capsys.readouterr().err
+        assert message in error and len(error.strip().splitlines()) == 1, error
+    # the checkpoint's own check stays, for a config.yaml edited by hand
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("lr: 0.1", "lr: 0.5"))
     assert main(["--resume", str(run)]) == 1
+    assert "train.lr: checkpoint 0.1, this run 0.5" in capsys.readouterr().err
+
+
+def test_resume_falls_back_to_the_newest_readable_checkpoint(tmp_path, capsys, caplog):
+    straight, run = tmp_path / "straight", tmp_path / "run"
+    assert main(TINY + [f"out={straight}"]) == 0
+    assert main(TINY + [f"out={run}", "run.stop_at=6"]) == 0  # checkpoints at steps 3 and 6
+    older, latest = RunFolder(run).checkpoints()
+    latest.write_bytes(latest.read_bytes()[:1000])  # truncated, as by a kill during a save
+    leftover = RunFolder(run).checkpoint_dir / ".step-00000009.pt.1234.abcd.tmp"
+    leftover.write_bytes(b"")  # what a killed atomic write leaves
+    caplog.set_level("WARNING")
+    assert main(["--resume", str(run), "progress=false"]) == 0
+    assert f"skipped checkpoint {latest}" in caplog.text and older.name in caplog.text
+    assert not leftover.exists()
+    a, b = _final_state(straight), _final_state(run)
+    for key, tensor in a["supernet"].items():
+        assert torch.equal(tensor, b["supernet"][key]), key
+    # no checkpoint that loads: one line naming each
+    only = tmp_path / "only"
+    assert main(TINY + [f"out={only}", "run.stop_at=3"]) == 0
+    (checkpoint,) = RunFolder(only).checkpoints()
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    capsys.readouterr()
+    assert main(["--resume", str(only)]) == 1
     error = capsys.readouterr().err
-    assert str(latest) in error and "corrupt" in error
+    assert str(checkpoint) in error and "corrupt" in error and len(error.strip().splitlines()) == 1
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(TINY + [f"out={run}"]) == 0
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and path.name != ".lock"}
+    capsys.readouterr()
+    assert main(TINY + ["--out", str(run)]) == 2
+    assert f"{run} already holds a run: continue it with --resume {run}" in capsys.readouterr().err
+    assert before == {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and path.name != ".lock"}
+    (tmp_path / "file").write_text("x")
+    for out, message in ((tmp_path / "file", "is a file, not a folder"), (tmp_path / "file" / "sub", "cannot write")):
+        assert main(TINY + [f"out={out}"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(TINY + [f"out={run}", "run.stop_at=3"]) == 0
+    with RunFolder(run).lock():  # another process resuming it, as far as flock is concerned
+        capsys.readouterr()
+        assert main(["--resume", str(run)]) == 2
+        error = capsys.readouterr().err
+        assert f"{run} is in use by pid {os.getpid()}" in error and len(error.strip().splitlines()) == 1
+    assert main(["--resume", str(run), "progress=false"]) == 0  # once it is free
+
+
+def test_wall_time_counts_every_process_of_a_resumed_run(tmp_path):
+    run = tmp_path / "run"
+    assert main(TINY + [f"out={run}", "run.stop_at=3"]) == 0
+    first = load_checkpoint(RunFolder(run).latest_checkpoint())["seconds"]
+    assert first > 0
+    assert main(["--resume", str(run), "progress=false"]) == 0
+    assert load_checkpoint(RunFolder(run).latest_checkpoint())["seconds"] > first
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vaenas.search", *TINY, "train.steps=100000", "run.checkpoint_every=2", f"out={run}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "WORLD_SIZE": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not RunFolder(run).checkpoints() if run.is_dir() else True:
+            assert time.monotonic() < deadline and process.poll() is None, "no checkpoint appeared"
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert f"interrupted: {run} keeps its last checkpoint; continue with `python -m vaenas.search --resume {run}`" \
+        in stderr and "Traceback" not in stderr
 
 
 def _cli(*arguments: str) -> subprocess.CompletedProcess:

@@ -73,7 +73,7 @@ def test_resume_runs_only_the_missing_seeds(tmp_path, caplog):
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--out", "{run}", "study.seeds=1"], "already holds finished seeds [0]: continue it with --resume"),
+        (["--out", "{run}", "study.seeds=1"], "already holds a run: continue it with --resume"),
         (["--resume", "{run}", "vae.n_iters=7"], "--resume: vae.n_iters would differ from the run's config.yaml"),
         (["--resume", "{run}", "--out", "{run}"], "give neither --config nor --out"),
         (["--resume", "{run}/nowhere"], "no config.yaml there"),

@@ -146,3 +146,11 @@ def test_main_help_lists_options(capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "study.seeds=10" in out and "vae.hidden_dim=" in out
+    assert "method=oneshot" in out and "method=gradient" in out  # the other methods and how to see their keys
+
+
+def test_overrides_may_follow_the_flags(tmp_path, capsys):
+    """One parser for every method: key=value before or after --out (the tabular CLI refused the latter)."""
+    run = tmp_path / "run"
+    assert main(["--out", str(run), *TINY, "anytime.methods=[random]", "study.enabled=false"]) == 0
+    assert (run / "results.md").is_file()

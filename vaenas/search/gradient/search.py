@@ -24,6 +24,7 @@ of softmax(w) over positions and the number of distinct architectures trained so
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -304,16 +305,16 @@ class GradientSearch(OneShotSearch):
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["gradient"] = {
-            "logits": self.logits.detach().clone(), "arch_optimizer": self.arch_optimizer.state_dict(),
+        state["gradient"] = copy.deepcopy({  # a snapshot, as OneShotSearch's (Adam's state is live)
+            "logits": self.logits.detach(), "arch_optimizer": self.arch_optimizer.state_dict(),
             "validation": self.validation.state_dict(), "trained": [list(a) for a in sorted(self.trained)],
-            "curve": [dict(point) for point in self.curve], "recent": [list(a) for a in self.recent],
-        }
+            "curve": self.curve, "recent": self.recent,
+        })
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        mine = state["gradient"]
+        mine = copy.deepcopy(state["gradient"])  # Adam would keep and move the given tensors
         with torch.no_grad():
             self.logits.copy_(mine["logits"])
         self.arch_optimizer.load_state_dict(mine["arch_optimizer"])

@@ -5,7 +5,7 @@
 - train: Trainer (one supernet step; the all-reduce of the gradients a step used)
 - final_search: Evolution, SupernetOracle, cost_limit (SPOS evolution on supernet scores)
 - report: the plots and report.md
-- cli: main, and what the gradient CLI shares with it (load_run_config, run_dir_of, start_search)
+- cli: main, METHOD, and what the gradient CLI shares with it (start_search, supernet_backend)
 """
 
 from vaenas.search.oneshot.config import (
@@ -19,7 +19,7 @@ from vaenas.search.oneshot.config import (
     VAENASConfig,
 )
 from vaenas.search.oneshot.search import OneShotSearch
-from vaenas.search.oneshot.cli import load_run_config, run_dir_of, start_search
+from vaenas.search.oneshot.cli import start_search, supernet_backend
 
 __all__ = [
     "RESUMABLE_KEYS",
@@ -31,7 +31,6 @@ __all__ = [
     "SupernetConfig",
     "TrainConfig",
     "VAENASConfig",
-    "load_run_config",
-    "run_dir_of",
     "start_search",
+    "supernet_backend",
 ]

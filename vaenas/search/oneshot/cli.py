@@ -6,13 +6,12 @@ Runs Algorithm 2 (vaenas.search.oneshot.search) in a run folder:
     refits.png, epsilon.png, evolution.png
 Under torchrun every rank runs the loop; rank 0 alone writes. `--resume RUN_DIR` continues a run
 from its checkpoint bit for bit (the config is read from RUN_DIR; overrides may change only keys
-that do not affect results, vaenas.search.oneshot.config.RESUMABLE_KEYS).
-Exit status: 0 done (or stopped at run.stop_at), 2 bad config, 1 bad data or checkpoint.
+that do not affect results, vaenas.search.oneshot.config.RESUMABLE_KEYS). The command line itself
+(parser, run folder, exit status) is vaenas.search.cli's, shared by every method.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -23,66 +22,23 @@ from typing import Any
 
 import torch
 
-from vaenas.config import ConfigError, describe_options, load_config
-from vaenas.data import DataError, SearchData, build_search_data
+from vaenas.data import SearchData, build_search_data
 from vaenas.runtime import (
-    CheckpointError,
     DistributedContext,
     MetricsLog,
     RunStart,
     checkpoint_payload,
-    default_run_path,
-    distributed_run,
     resolve_device,
     save_checkpoint,
-    setup_logging,
     start_run,
 )
+from vaenas.runtime.cli import run_cli
+from vaenas.search.cli import method_cli
 from vaenas.search.oneshot.config import RESUMABLE_KEYS, OneShotConfig
 from vaenas.search.oneshot.report import markdown, write_plots
 from vaenas.search.oneshot.search import OneShotSearch
 
 logger = logging.getLogger("vaenas.search.oneshot")
-PROG = "python -m vaenas.search method=oneshot"
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="One-shot VAENAS (paper Algorithm 2): supernet trained on architectures from "
-        "Γ = (1-ε)U + ε·VAE, the VAE refitted on the best supernet-scored samples, then SPOS evolution "
-        "seeded by the VAE. train.steps etc. as key=value; epsilon_inc=0 is plain SPOS.",
-        epilog="options (key=default (type) description):\n" + "\n".join(describe_options(OneShotConfig()))
-        + "\n\nexamples:\n  python -m vaenas.search method=oneshot space=nasbench201 data=digits\n"
-        "  python -m vaenas.search --config oneshot_nb201_cifar10 data.root=~/data\n"
-        "  torchrun --nproc-per-node 2 -m vaenas.search method=oneshot progress=false\n"
-        "  python -m vaenas.search --resume runs/oneshot-nasbench201-digits-20260101-000000",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--config", help="YAML config file or a packaged one: oneshot_nb201_digits, "
-                        "oneshot_nb201_cifar10, oneshot_nasnet_cifar10, oneshot_shufflenet_imagenet")
-    parser.add_argument("--out", help="run folder (default: runs/oneshot-<space>-<data>-<time>)")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.steps=100")
-    return parser
-
-
-def load_run_config(arguments: argparse.Namespace, cls: type = OneShotConfig) -> tuple[OneShotConfig, Path | None]:
-    """(config, run folder to resume or None); cls: the config class (the gradient search's too)."""
-    overrides = list(arguments.overrides) + ([f"out={arguments.out}"] if arguments.out else [])
-    if arguments.resume is None:
-        return load_config(arguments.config, overrides, cls=cls), None
-    run_dir = Path(arguments.resume)
-    if not (run_dir / "config.yaml").is_file():
-        raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder of this method)")
-    # run.stop_at stopped the earlier invocation; a resumed one runs to the end unless told again
-    resumed = ["run.stop_at=null", *overrides, f"out={run_dir}"]
-    return load_config(run_dir / "config.yaml", resumed, cls=cls), run_dir
-
-
-def run_dir_of(config: OneShotConfig, method: str) -> Path:
-    """config.out, else runs/<method>-<space>-<data>-<time>."""
-    return Path(config.out) if config.out else default_run_path(f"{method}-{config.space}-{config.data.name}")
 
 
 def start_search(
@@ -103,28 +59,33 @@ def start_search(
     return start, search
 
 
+def supernet_backend(config: OneShotConfig) -> str | None:
+    """gloo for a CPU run; None (nccl with CUDA, else gloo) otherwise."""
+    return "gloo" if config.train.device == "cpu" else None
+
+
 def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> int:
     """Algorithm 2 in run_dir; returns the exit status. Rank 0 writes, inside the caller's
     distributed_run block (so every rank stays in the group until the outputs are on disk)."""
     writer = ctx.is_main
-    (folder, metrics, config_fingerprint, latest, saved), search = start_search(
+    start, search = start_search(
         config, run_dir, resume, ctx,
         lambda data, device, metrics: OneShotSearch(config, data, device, ctx.world_size, log=metrics))
+    started = time.perf_counter()
     phase = "train"
-    if saved is not None:
-        phase = saved["phase"]
-        logger.info("resumed %s at step %d (%s phase)", latest, search.step, phase)
+    if start.saved is not None:
+        phase = start.saved["phase"]
+        logger.info("resumed %s at step %d (%s phase)", start.latest, search.step, phase)
     # checkpoint number: the training step, then one more per evolution generation (names sort by it)
-    saves = [int(latest.stem.split("-")[-1]) if resume else 0]
+    saves = [int(start.latest.stem.split("-")[-1]) if resume else 0]
 
     def checkpoint(current_phase: str) -> None:
         saves[0] = max(saves[0] + 1, search.step)
-        if folder is not None:
-            folder.save_checkpoint(checkpoint_payload(
-                config=config_fingerprint, phase=current_phase, metrics_lines=metrics.lines,
-                state=search.state_dict()), saves[0])
+        if start.folder is not None:
+            start.folder.save_checkpoint(checkpoint_payload(
+                config=start.fingerprint, phase=current_phase, metrics_lines=start.metrics.lines,
+                seconds=start.seconds_before + time.perf_counter() - started, state=search.state_dict()), saves[0])
 
-    started = time.perf_counter()
     steps = config.train.steps
     if phase == "train":
         bar = None
@@ -154,7 +115,8 @@ def run(config: OneShotConfig, run_dir: Path, resume: bool, ctx: DistributedCont
         checkpoint("done")
     summary = search.result()
     if writer:
-        _write_outputs(search, summary, run_dir, time.perf_counter() - started)
+        _write_outputs(search, summary, run_dir, start.seconds_before + time.perf_counter() - started)
+        print(f"run folder: {run_dir}")
     return 0
 
 
@@ -169,24 +131,26 @@ def _write_outputs(search: OneShotSearch, summary: dict[str, Any], run_dir: Path
     print(report)
 
 
+METHOD = method_cli(
+    "oneshot",
+    config_class=OneShotConfig,
+    description="One-shot VAENAS (paper Algorithm 2): supernet trained on architectures from Γ = (1-ε)U + ε·VAE, "
+    "the VAE refitted on the best supernet-scored samples, then SPOS evolution seeded by the VAE. "
+    "vaenas.epsilon_inc=0 search.seeding=uniform is plain SPOS.",
+    examples=(
+        "python -m vaenas.search method=oneshot space=nasbench201 data=digits",
+        "python -m vaenas.search --config oneshot_nb201_cifar10 data.root=~/data",
+        "torchrun --nproc-per-node 2 -m vaenas.search method=oneshot progress=false",
+        "python -m vaenas.search --resume runs/oneshot-nasbench201-digits-20260101-000000",
+    ),
+    run=run,
+    run_name=lambda config: f"oneshot-{config.space}-{config.data.name}",
+    resumable_keys=RESUMABLE_KEYS,
+    resume_overrides=("run.stop_at=null",),  # run.stop_at stopped the earlier process; this one runs to the end
+    backend=supernet_backend,
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The one-shot search's CLI (vaenas.search.__main__ dispatches here); returns the exit status."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    arguments = _parser().parse_intermixed_args(argv)
-    try:
-        config, resume_dir = load_run_config(arguments)
-    except ConfigError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    setup_logging()
-    backend = "gloo" if config.train.device == "cpu" else None  # None: nccl with CUDA, else gloo
-    try:
-        with distributed_run(backend) as ctx:
-            run_dir = resume_dir if resume_dir is not None else run_dir_of(config, "oneshot")
-            status = run(config, run_dir, resume_dir is not None, ctx)
-            if ctx.is_main and status == 0:
-                print(f"run folder: {run_dir}")
-    except (DataError, CheckpointError) as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 1
-    return status
+    return run_cli(METHOD, list(sys.argv[1:] if argv is None else argv))

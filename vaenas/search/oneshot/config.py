@@ -13,35 +13,76 @@ to keys as follows (paper symbol -> key):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from vaenas.config import ConfigError, option
+from vaenas.config import ConfigError, check_device, option
 from vaenas.data import DataConfig
 from vaenas.sampler import VAEConfig
 from vaenas.search import PACKAGED_CONFIGS
 
 #: spaces with a supernet (vaenas.supernet.get_supernet)
 ONESHOT_SPACES = ("nasbench201", "nasnet", "shufflenet", "nasbench101")
+#: the largest run.seed: the random streams are seeded with run.seed + an offset below 10^4, and
+#: torch.Generator takes 64-bit seeds
+MAX_SEED = 2**63 - 10**4
 #: which seeded evolutions the final search runs (paper: vae; uniform is the ablation)
 SEEDINGS = ("vae", "uniform", "both")
 
 
 @dataclass
+class NASBench201Options:
+    """NAS-Bench-201 supernet (vaenas.supernet.nasbench201); the benchmark's network: 16 channels, 5 cells."""
+
+    channels: int = option(16, "channels of the first stage (doubled at each of the two reductions)", at_least=1)
+    cells_per_stage: int = option(5, "search cells per stage (3 stages)", at_least=1)
+
+
+@dataclass
+class NASNetOptions:
+    """NASNet-like (DARTS variant) supernet (vaenas.supernet.nasnet)."""
+
+    C: int = option(16, "channels of the first cells (stem 3C)", at_least=1)
+    layers: int = option(8, "cells (at least 2: two of them reduce)", at_least=2)
+    reductions: list[int] | None = option(
+        None, "indices of the reduction cells (null: layers//3 and 2*layers//3, as DARTS)", at_least=0
+    )
+
+
+@dataclass
+class ShuffleNetOptions:
+    """ShuffleNet-like supernet (vaenas.supernet.shufflenet)."""
+
+    width: float = option(1.0, "channel multiplier of the first conv and the stages", above=0, at_most=4)
+    dropout: float = option(0.1, "dropout before the classifier (SPOS: 0.1)", at_least=0, at_most=0.99)
+    small_input: bool = option(False, "stride-1 stem for 32 px images (images a multiple of 16, else of 32)")
+
+
+@dataclass
+class NASBench101Options:
+    """NAS-Bench-101 supernet (vaenas.supernet.nasbench101), as the benchmark's network."""
+
+    stem_channels: int = option(128, "channels of the stem convolution", at_least=1)
+    num_stacks: int = option(3, "stacks of cells (a downsampling between stacks)", at_least=1)
+    cells_per_stack: int = option(3, "cells (the benchmark's modules) per stack", at_least=1)
+
+
+@dataclass
 class SupernetConfig:
     """Constructor options of each space's supernet (num_classes comes from the data); the run
-    uses those of its `space`. Sub-keys merge into the defaults: supernet.nasnet.C=8."""
+    uses those of its `space`, e.g. supernet.nasnet.C=8."""
 
     # the demo's reduced NB201 supernet; the standard one is channels 16, cells_per_stage 5
-    nasbench201: dict = option({"channels": 8, "cells_per_stage": 1}, "NAS-Bench-201 supernet options "
-                               "(channels, cells_per_stage; the standard supernet: 16, 5)")
-    nasnet: dict = option({}, "NASNet-like supernet options (C, layers, reductions; defaults 16, 8)")
-    shufflenet: dict = option({}, "ShuffleNet-like supernet options (width, dropout, small_input)")
-    nasbench101: dict = option({}, "NAS-Bench-101 supernet options (stem_channels, num_stacks, cells_per_stack)")
+    nasbench201: NASBench201Options = field(default_factory=lambda: NASBench201Options(channels=8, cells_per_stage=1))
+    nasnet: NASNetOptions = field(default_factory=NASNetOptions)
+    shufflenet: ShuffleNetOptions = field(default_factory=ShuffleNetOptions)
+    nasbench101: NASBench101Options = field(default_factory=NASBench101Options)
 
     def options(self, space: str) -> dict:
-        return dict(getattr(self, space))
+        """The keyword arguments of `space`'s supernet constructor (vaenas.supernet.get_supernet)."""
+        return dataclasses.asdict(getattr(self, space))
 
 
 @dataclass
@@ -124,7 +165,8 @@ class SearchConfig:
 
 @dataclass
 class RunConfig:
-    seed: int = option(0, "seed of the supernet's weights, the architecture stream and the search", at_least=0)
+    seed: int = option(0, "seed of the supernet's weights, the architecture stream and the search", at_least=0,
+                       at_most=MAX_SEED)
     checkpoint_every: int = option(100, "steps between checkpoints (also one at every phase end); 0: phase ends only",
                                    at_least=0)
     stop_at: int | None = option(
@@ -142,7 +184,7 @@ class OneShotConfig:
     space: str = option("nasbench201", "search space", choices=ONESHOT_SPACES)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(
-        name="digits", image_size=16, batch_size=64, holdout=200, calibration_images=64, eval_batch_size=200,
+        name="digits", batch_size=64, holdout=200, calibration_images=64, eval_batch_size=200,
         load_test=False,
     ))
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -165,12 +207,9 @@ class OneShotConfig:
                 f"train.group_size: a batch of {self.data.batch_size} (data.batch_size) does not split into "
                 f"{self.train.group_size} equal groups"
             )
-        if self.train.device not in ("auto", "cpu", "cuda") and not self.train.device.startswith("cuda:"):
-            raise ConfigError(f"train.device: {self.train.device!r} is not auto, cpu or cuda")
+        check_device("train.device", self.train.device, allow_auto=True)
         if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
             raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")
-        if "num_classes" in self.supernet.options(self.space):
-            raise ConfigError(f"supernet.{self.space}.num_classes: set by the data, not here")
 
 
 #: keys a resumed run may change: they do not affect the results (the rest is the checkpoint's

@@ -18,6 +18,7 @@ data position, generators, evolution); vaenas.runtime.checkpoints wraps it into 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from vaenas.supernet.evaluation import evaluate_architectures
 logger = logging.getLogger(__name__)
 
 #: seed offsets of the independent random streams derived from run.seed
-_VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM = 1000, 2000, 3000
+_VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
 #: draws of the evolution's seeds, and the temperature factor of each further draw (the tabular
 #: loop's DRAW_ROUNDS and temperature_growth defaults)
 _SEED_ROUNDS, _SEED_GROWTH = 8, 1.2
@@ -69,6 +70,9 @@ class OneShotSearch:
                 self.space, num_classes=data.num_classes, **config.supernet.options(config.space)
             )
         self.supernet.to(device)
+        # the global torch stream, which ShuffleNet's dropout reads, starts from the run seed as well: a run
+        # is then a function of run.seed, not of what ran before it in the process (state_dict carries it on)
+        torch.manual_seed(seed + _GLOBAL_STREAM)
         self.vae = VAESampler(self.space, config.vae, seed=seed + _VAE_SEED)
         self.uniform = UniformSampler(self.space)
         self.mixture = MixtureSampler(
@@ -269,7 +273,11 @@ class OneShotSearch:
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Everything a bit-for-bit resume needs (tensors and plain data: torch.load(weights_only=True))."""
+        """Everything a bit-for-bit resume needs (tensors and plain data: torch.load(weights_only=True)).
+
+        A snapshot: the supernet's and the optimizer's state_dicts alias the live weights and momentum
+        buffers, which training updates in place, so the whole state is copied (a state kept in memory
+        would otherwise change under its owner)."""
         state = {
             "step": self.step,
             "supernet": self.supernet.state_dict(),
@@ -279,15 +287,20 @@ class OneShotSearch:
             "arch_generator": self.arch_generator.get_state(),
             "arch_digest": self.arch_digest,
             "data": self.data.train.state_dict(),
-            "rng": rng_state(),  # global streams (nothing draws from them today; kept for exactness)
+            # the global streams: dropout (ShuffleNet's) draws from torch's; the data loaders have generators
+            # of their own (vaenas.data.loaders), so nothing draws from it at a step a straight run would not
+            "rng": rng_state(),
             "refits": self.refits,
             "epsilons": [list(e) for e in self.epsilons],
             # the oracle's cache is the union of the evolutions' histories: restored from them
             "evolutions": {k: e.state_dict() for k, e in self.evolutions.items()},
         }
-        return state
+        return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state` (state_dict's); copied first, since the optimizers' load_state_dict
+        keeps the given tensors as their buffers and training would then move them."""
+        state = copy.deepcopy(state)
         self.step = int(state["step"])
         self.supernet.load_state_dict(state["supernet"])
         self.trainer.optimizer.load_state_dict(state["optimizer"])

@@ -4,6 +4,9 @@
   architectures did not use keeps `grad = None`, and torch's SGD skips such parameters entirely:
   no gradient, no momentum update, no weight decay (a sampled-away op is bit-for-bit unchanged;
   with zero-filled gradients, momentum and decay would keep moving it).
+- a weight shared by slices (NAS-Bench-101's channel-sliced convolutions) is likewise updated only
+  in the union of the slices the step used (`sgd_step`): the entries outside them, weight and
+  momentum, are bit-for-bit unchanged, as for an unused candidate.
 - no weight decay on batch-norm parameters and biases (vaenas.runtime.optim.parameter_groups);
 - label smoothing, a learning rate decayed per step (linear to 0 as in the paper's A.1;
   vaenas.runtime.optim.learning_rate);
@@ -20,8 +23,10 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.sgd import sgd
 
 from vaenas.runtime.optim import learning_rate, parameter_groups
+from vaenas.supernet.base import Block, SlicedWeight, take_used_slices
 
 #: bytes per all-reduce bucket (DDP's default bucket size)
 BUCKET_BYTES = 25 << 20
@@ -67,6 +72,40 @@ def _buckets(grads: list[Tensor]) -> Iterator[list[Tensor]]:
         yield bucket
 
 
+@torch.no_grad()
+def sgd_step(optimizer: torch.optim.SGD, blocks: dict[nn.Parameter, list[Block]]) -> None:
+    """optimizer.step(), except that a parameter in `blocks` is updated only in weight[block] for its
+    blocks: momentum, weight decay and the step act on those views with torch's own SGD function
+    (torch.optim.sgd.sgd) and nothing else of the parameter or its momentum buffer is touched. No
+    copy of a whole tensor: the views are of the parameter, its gradient and its buffer."""
+    hidden = []
+    for group in optimizer.param_groups:
+        params, grads, buffers = [], [], []
+        for parameter in group["params"]:
+            if parameter not in blocks or parameter.grad is None:
+                continue
+            if group["dampening"]:  # a zero buffer stands for "no momentum yet", which needs dampening 0
+                raise ValueError("sliced SGD steps need dampening = 0")
+            state = optimizer.state[parameter]
+            if group["momentum"] and state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(parameter, memory_format=torch.preserve_format)
+            for block in blocks[parameter]:
+                params.append(parameter.detach()[block])
+                grads.append(parameter.grad[block])
+                buffers.append(state["momentum_buffer"][block] if group["momentum"] else None)
+            hidden.append((parameter, parameter.grad))
+            parameter.grad = None  # so that optimizer.step() skips it
+        if params:
+            sgd(
+                params, grads, buffers, foreach=group["foreach"], weight_decay=group["weight_decay"],
+                momentum=group["momentum"], lr=group["lr"], dampening=group["dampening"],
+                nesterov=group["nesterov"], maximize=group["maximize"],
+            )
+    optimizer.step()
+    for parameter, grad in hidden:
+        parameter.grad = grad
+
+
 class Trainer:
     """Trains a supernet on (images [G*b, ...], labels [G*b], archs [G, T]) steps."""
 
@@ -92,6 +131,7 @@ class Trainer:
         if self.gpu:
             supernet.to(memory_format=torch.channels_last)
         self.parameters = [p for p in supernet.parameters() if p.requires_grad]
+        self.sliced = [m for m in supernet.modules() if isinstance(m, SlicedWeight)]
         self.optimizer = torch.optim.SGD(
             parameter_groups(supernet, weight_decay), lr=lr, momentum=momentum, nesterov=nesterov
         )
@@ -107,10 +147,11 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         self.supernet.train()
         self.optimizer.zero_grad(set_to_none=True)  # unused candidates keep grad None: SGD skips them
+        take_used_slices(self.sliced)  # forget slices used by forwards before this step's
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             logits = self.supernet(images, archs)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         loss.backward()
         allreduce_used_gradients(self.parameters, self.world_size)
-        self.optimizer.step()
+        sgd_step(self.optimizer, take_used_slices(self.sliced))
         return loss.detach()

@@ -33,7 +33,8 @@ class StudyConfig:
         True, "run the paper protocol (Table 4, seeded evolution, Fig. 2); false: the any-time comparison only"
     )
     seeds: int = option(10, "number of repetitions (seeds seed, seed+1, ...); results are mean ± std", at_least=1)
-    seed: int = option(0, "first seed", at_least=0)
+    # each (seed, stream) seeds a torch.Generator (64 bits) with 1_000_003 * seed + stream
+    seed: int = option(0, "first seed", at_least=0, at_most=2**44)
     n_train: int = option(
         1000, "architectures with ground truth, drawn uniformly from the universe (paper: 6000)", at_least=1
     )
@@ -121,6 +122,7 @@ class AnytimeConfig:
 class TabularConfig:
     """The tabular VAENAS study (paper §5.3 protocol plus any-time curves)."""
 
+    method: str = option("tabular", "search method: tabular (this study), oneshot or gradient", choices=("tabular",))
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
