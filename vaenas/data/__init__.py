@@ -17,8 +17,8 @@ Both give the same images in the same order (DALI: same crops and flips, pixels 
 and resampling rounding); on a GPU DALI decodes with nvJPEG and serves CUDA channels-last tensors.
 """
 
-from vaenas.data.build import SearchData, build_search_data
+from vaenas.data.build import SearchData, build_search_data, count_classes
 from vaenas.data.config import DATASETS, DataConfig, DataError
 from vaenas.data.loaders import EvalLoader, TrainLoader
 
-__all__ = ["DATASETS", "DataConfig", "DataError", "EvalLoader", "SearchData", "TrainLoader", "build_search_data"]
+__all__ = ["DATASETS", "DataConfig", "DataError", "EvalLoader", "SearchData", "TrainLoader", "build_search_data", "count_classes"]

@@ -100,3 +100,16 @@ def _datasets(config: DataConfig) -> tuple[Dataset, Dataset | None, tuple[str, .
     if config.load_test:
         test = FileImages(folder.scan_split(root, "val", train_files.classes), train_tf, eval_tf, config.skip_corrupt)
     return FileImages(train_files, train_tf, eval_tf, config.skip_corrupt), test, train_files.classes
+
+
+def count_classes(config: DataConfig) -> int:
+    """The number of classes of the configured dataset without reading its images (an ImageNet-style
+    tree: its train/ class folders); DataError naming the folder when it is missing."""
+    if config.name == "digits":
+        return digits.NUM_CLASSES
+    if config.name in ("cifar10", "cifar100"):
+        return 10 if config.name == "cifar10" else 100
+    folder_path = Path(config.root).expanduser() / "train"
+    if not folder_path.is_dir():
+        raise DataError(f"{folder_path}: missing folder (expected train/<class>/<image> under data.root={config.root!r})")
+    return sum(1 for entry in folder_path.iterdir() if entry.is_dir() and not entry.name.startswith("."))

@@ -66,3 +66,32 @@ def test_a_flops_limit_applies_to_the_exported_network():
     while search.search_step():
         pass
     assert len(search.evolutions["vae"].archs) == 6 and search.result()["cost"]["flops"] <= largest
+
+
+def test_a_budget_no_architecture_meets_is_refused_before_anything_runs(tmp_path, capsys):
+    from vaenas.search.oneshot.cli import main
+
+    run = tmp_path / "run"
+    assert main(["method=oneshot", *DATA, "supernet.nasbench201.channels=4", "data.image_size=8",
+                 "search.max_params=1", f"out={run}"]) == 2
+    error = capsys.readouterr().err
+    assert "search.max_params=1: none of 64 uniformly drawn nasbench201 architectures meets it (the smallest:" in error
+    assert len(error.strip().splitlines()) == 1 and not run.exists()  # refused before a folder was made
+
+
+def test_seeds_are_drawn_uniformly_when_the_vae_cannot_meet_the_budget(monkeypatch, caplog):
+    """The VAE's rejection sampling gives up (RuntimeError) when too few of its samples are within
+    the limits; the final search then seeds from uniform draws within them instead of failing."""
+    search = _search(OneShotSearch, OneShotConfig, [
+        "space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8", "search.seeds=4",
+        "search.seeding=vae", "search.population=2", "search.parents=2", "search.generations=1",
+        "search.max_params=1e9"])
+
+    def gives_up(*arguments, **options):
+        raise RuntimeError("VAESampler: only 0 of 4 architectures were valid and accepted after 20 rounds")
+
+    monkeypatch.setattr(search.vae, "sample", gives_up)
+    caplog.set_level("WARNING")
+    search.start_search()
+    assert len(search.evolutions["vae"].archs) == 4 and search.evolutions["vae"].uniform_topups == 4
+    assert "VAE seeds: VAESampler: only 0 of 4" in caplog.text and "topped up uniformly" in caplog.text

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from vaenas.data import SearchData, build_search_data
+from vaenas.config import ConfigError
+from vaenas.data import SearchData, build_search_data, count_classes
 from vaenas.runtime import (
     DistributedContext,
     MetricsLog,
@@ -36,7 +37,7 @@ from vaenas.runtime.cli import run_cli
 from vaenas.search.cli import method_cli
 from vaenas.search.oneshot.config import RESUMABLE_KEYS, OneShotConfig
 from vaenas.search.oneshot.report import markdown, write_plots
-from vaenas.search.oneshot.search import OneShotSearch
+from vaenas.search.oneshot.search import OneShotSearch, unreachable_budget
 
 logger = logging.getLogger("vaenas.search.oneshot")
 
@@ -57,6 +58,13 @@ def start_search(
     if start.saved is not None:
         search.load_state_dict(start.saved["state"])
     return start, search
+
+
+def check_budget(config: OneShotConfig) -> None:
+    """ConfigError before anything runs when no architecture meets search.max_params / max_flops."""
+    problem = unreachable_budget(config, count_classes(config.data))
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def supernet_backend(config: OneShotConfig) -> str | None:
@@ -148,6 +156,7 @@ METHOD = method_cli(
     resumable_keys=RESUMABLE_KEYS,
     resume_overrides=("run.stop_at=null",),  # run.stop_at stopped the earlier process; this one runs to the end
     backend=supernet_backend,
+    validate=check_budget,
 )
 
 

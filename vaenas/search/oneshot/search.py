@@ -46,6 +46,34 @@ _VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
 #: draws of the evolution's seeds, and the temperature factor of each further draw (the tabular
 #: loop's DRAW_ROUNDS and temperature_growth defaults)
 _SEED_ROUNDS, _SEED_GROWTH = 8, 1.2
+#: uniform architectures costed to tell whether a budget can be met at all (before any training)
+_BUDGET_PROBES, _BUDGET_STREAM = 64, 5000
+
+
+def unreachable_budget(config: OneShotConfig, num_classes: int) -> str | None:
+    """Why search.max_params / max_flops cannot be met, or None: not one of _BUDGET_PROBES uniform
+    architectures, costed as the network the search would export (the supernet's options, the
+    data's classes and image size), is within it. Checked before training: afterwards, the final
+    search would find nothing to evaluate."""
+    s = config.search
+    if s.max_params is None and s.max_flops is None:
+        return None
+    space = get_space(config.space)
+    with torch.random.fork_rng(devices=[]):  # a throw-away supernet: only its child options are read
+        options = get_supernet(space, num_classes=num_classes, **config.supernet.options(config.space)).child_options()
+
+    def cost(arch: Tensor) -> dict[str, float]:  # space.cost caches each architecture's count
+        return space.cost(arch, image_size=config.data.size, **options)
+
+    archs = space.sample(_BUDGET_PROBES, torch.Generator().manual_seed(config.run.seed + _BUDGET_STREAM))
+    if bool(cost_limit(cost, s.max_params, s.max_flops)(archs).any()):
+        return None
+    smallest = {key: min(cost(arch)[key] for arch in archs) for key in ("params", "flops")}
+    limits = ", ".join(f"search.{key}={value:g}" for key, value in (("max_params", s.max_params),
+                                                                    ("max_flops", s.max_flops)) if value is not None)
+    return (f"{limits}: none of {_BUDGET_PROBES} uniformly drawn {config.space} architectures meets it (the smallest: "
+            f"{smallest['params']:,.0f} params, {smallest['flops']:,.0f} FLOPs for the network this search exports "
+            f"at {config.data.size} px); raise it, or make the supernet smaller (supernet.{config.space}.*)")
 
 
 class OneShotSearch:
@@ -202,7 +230,11 @@ class OneShotSearch:
             generator = torch.Generator().manual_seed(self.config.run.seed + _SEARCH_STREAM + index)
             if seeding == "vae":
                 def sample(m: int, temperature: float) -> Tensor:
-                    return self.vae.sample(m, generator, temperature, accept=self.accept)  # limits checked first
+                    try:
+                        return self.vae.sample(m, generator, temperature, accept=self.accept)  # limits checked first
+                    except RuntimeError as error:  # a VAE that cannot meet the budget: uniform seeds instead
+                        logger.warning("VAE seeds: %s; the seeds are topped up uniformly", error)
+                        return torch.empty(0, self.space.length, dtype=torch.long)
             else:
                 def sample(m: int, temperature: float) -> Tensor:
                     return self.uniform.sample(m, generator, accept=self.accept)
