@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import small_run
+from retrain_helpers import small_run
 
 from vaenas.runtime import RunFolder, load_checkpoint
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import ARCHITECTURES
+from retrain_helpers import ARCHITECTURES
 
 NASNET_TOKENS = ARCHITECTURES["nasnet"]["tokens"]
 

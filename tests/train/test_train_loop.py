@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ARCHITECTURES
+from retrain_helpers import ARCHITECTURES
 
 from vaenas.config import load_config
 from vaenas.runtime import DistributedContext

@@ -5,7 +5,7 @@ random streams, the loader restarts at its saved position, the partial sums of t
 from __future__ import annotations
 
 import torch
-from conftest import small_run
+from retrain_helpers import small_run
 
 from vaenas.runtime import RunFolder, load_checkpoint
 
