@@ -4,6 +4,8 @@ random streams, the loader restarts at its saved position, the partial sums of t
 
 from __future__ import annotations
 
+import json
+
 import torch
 from retrain_helpers import small_run
 
@@ -40,6 +42,8 @@ def test_resume_equals_straight(cifar_root, arch_file, retrain, tmp_path):
     epochs = [r for r in _records(straight) if r["event"] == "epoch"]
     assert [round(r["drop_path"], 6) for r in epochs] == [0.0, 0.15]  # 0.3 x epoch / epochs, DARTS's schedule
     assert "ema_test_top1" in epochs[-1] and "ema_test" in (straight / "results.json").read_text()
+    # the resumed process read the architecture from the run folder's copy, which names the original source
+    assert json.loads((halves / "results.json").read_text())["source"] == str(arch)
 
 
 def test_resume_refuses_a_result_changing_override(cifar_root, arch_file, retrain, tmp_path):

@@ -72,7 +72,9 @@ def read_architecture(source: str | Path) -> Architecture:
         raise ArchitectureError(f"arch: {file} names no search space: add \"space\": one of {', '.join(SPACE_NAMES)}")
     if space not in SPACE_NAMES:
         raise ArchitectureError(f"arch: {file}: unknown search space {space!r}; choose one of {', '.join(SPACE_NAMES)}")
-    return Architecture(space, tuple(_tokens(document, space, file)), str(path))
+    # a retraining's own copy names the source it was read from at the run's start
+    source = document["source"] if isinstance(document.get("source"), str) else str(path)
+    return Architecture(space, tuple(_tokens(document, space, file)), source)
 
 
 def _read_json(file: Path) -> dict[str, Any]:

@@ -31,8 +31,9 @@ DERIVED = {"num_classes": "the data (its number of classes)", "auxiliary": "trai
 def network_options(config: RetrainConfig, space: str, num_classes: int) -> dict[str, Any]:
     """The build_child options of `space`'s child for this config and a data set of `num_classes` classes."""
     options = dict(getattr(config.network, space))
-    for key in options.keys() & DERIVED.keys():
-        raise ConfigError(f"network.{space}.{key}: set by {DERIVED[key]}, not here")
+    derived = sorted(options.keys() & DERIVED.keys())
+    if derived:
+        raise ConfigError(f"network.{space}.{derived[0]}: set by {DERIVED[derived[0]]}, not here")
     options["num_classes"] = num_classes
     regularisers = {"auxiliary": config.train.auxiliary_weight, "drop_path": config.train.drop_path}
     for key, value in regularisers.items():

@@ -74,7 +74,8 @@ class Retrainer:
         self.step = 0
         self.epoch_sums = torch.zeros(SUMS, dtype=torch.float64, device=device)
         self.window_sums = torch.zeros(SUMS, dtype=torch.float64, device=device)
-        self.train_seconds = 0.0  # of this process, for the images/s of the metrics (not saved)
+        # the images/s of the metrics: training steps of this process since the last epoch end (not saved)
+        self.train_seconds, self.timed_images = 0.0, 0
         # the weights above come from the caller's seed; dropout and drop path from here on draw from a
         # stream of each rank's own (the same masks on every rank would tie the ranks' samples together)
         torch.manual_seed(config.run.seed + ctx.rank)
@@ -91,6 +92,7 @@ class Retrainer:
             started = time.perf_counter()
             self._step()
             self.train_seconds += time.perf_counter() - started
+            self.timed_images += self.config.train.batch_size
             if progress is not None:
                 progress(self.step)
             if self.step % self.config.run.log_every == 0:
@@ -154,11 +156,11 @@ class Retrainer:
         record: dict[str, Any] = {
             "step": self.step, "event": "epoch", "epoch": done, "lr": self.current_lr(),
             "train_loss": loss / seen, "train_top1": 100 * hits / seen,
-            "images_per_second": seen / max(self.train_seconds, 1e-9),
+            "images_per_second": self.timed_images / max(self.train_seconds, 1e-9),
         }
         if self.has_drop_path:
             record["drop_path"] = float(self.model.drop_path_prob)
-        self.train_seconds = 0.0
+        self.train_seconds, self.timed_images = 0.0, 0
         if done % self.train_config.eval_every == 0 or done == self.train_config.epochs:
             record.update(self.evaluate_all())
         self.log(record)
