@@ -73,3 +73,23 @@ def test_weight_decay_groups():
     config.decay_all, config.optimizer = True, "rmsprop_tf"
     optimizer = make_optimizer(model, config)
     assert isinstance(optimizer, RMSpropTF) and [len(g["params"]) for g in optimizer.param_groups] == [6]
+
+
+def test_bn_momentum_overrides_the_networks_own(cifar_root, one_thread):
+    def momenta(*overrides: str) -> set:
+        config = load_config(RECIPES / "nasbench101.yaml", [
+            "arch=unused", f"data.root={cifar_root}", "data.holdout=40", "data.workers=0", "progress=false",
+            "network.nasbench101={stem_channels: 8, num_stacks: 1, cells_per_stack: 1}", "train.batch_size=40",
+            *overrides], cls=RetrainConfig)
+        architecture = Architecture("nasbench101", tuple(read_architecture_tokens()), "test")
+        model = build_trainer(config, architecture, DistributedContext()).model
+        return {m.momentum for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    assert momenta() == {1.0 - 0.997}  # TF's batch norm, as NAS-Bench-101 trained
+    assert momenta("train.bn_momentum=0.1") == {0.1}
+
+
+def read_architecture_tokens() -> list[int]:
+    from vaenas.spaces import get_space
+
+    return get_space("nasbench101").from_json(ARCHITECTURES["nasbench101"]["architecture"]).tolist()

@@ -31,7 +31,7 @@ from vaenas.runtime import DistributedContext, checkpoint_payload, resolve_devic
 from vaenas.runtime.cli import JobCLI, run_cli
 from vaenas.train.architecture import ARCHITECTURE_FILE, Architecture, read_architecture
 from vaenas.train.config import RESUMABLE_KEYS, RetrainConfig, recipe_names, recipes_for, unknown_recipe
-from vaenas.train.network import build_network, deployed_cost, network_options
+from vaenas.train.network import build_network, deployed_cost, network_options, set_bn_momentum
 from vaenas.train.report import final_results, ground_truth, summary, write_curves, write_report
 from vaenas.train.trainer import Retrainer
 
@@ -84,6 +84,8 @@ def build_trainer(config: RetrainConfig, architecture: Architecture, ctx: Distri
     torch.manual_seed(config.run.seed)
     model = build_network(architecture, network_options(config, architecture.space, data.num_classes),
                           data.image_size)
+    if config.train.bn_momentum is not None:
+        set_bn_momentum(model, config.train.bn_momentum)
     return Retrainer(config, model, data, device, ctx, log)
 
 

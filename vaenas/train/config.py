@@ -86,6 +86,10 @@ class TrainConfig:
         0.0, "drop-path probability of the last epoch, increased linearly from 0 over the epochs (NASNet "
         "children, DARTS: 0.2)", at_least=0, at_most=0.95,
     )
+    bn_momentum: float | None = option(
+        None, "momentum of every batch-norm layer's running statistics (null: the network's own: torch's 0.1, "
+        "NAS-Bench-101's 0.003 of TF's 0.997, which needs thousands of steps to settle)", above=0, at_most=1,
+    )
     ema_decay: float = option(
         0.0, "exponential moving average of the weights (and BN statistics) with this decay per step, "
         "evaluated beside the weights (0: none; e.g. 0.9998)", at_least=0, at_most=1,

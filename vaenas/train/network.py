@@ -7,6 +7,7 @@
   one-line ConfigError when a training-mode forward of two images of the data's size fails (e.g. an
   auxiliary head whose input is not 8x8, or images too small for the network's reductions);
 - `set_drop_path`: the probability a network with drop path (a `drop_path_prob` buffer) applies;
+- `set_bn_momentum`: one momentum for every batch-norm layer's running statistics;
 - `deployed_cost`: params and FLOPs of the network as deployed, on one image of the data's size.
 """
 
@@ -76,6 +77,14 @@ def set_drop_path(model: nn.Module, probability: float) -> None:
     if not isinstance(buffer, torch.Tensor):
         raise ValueError(f"{type(model).__name__} has no drop path")
     buffer.fill_(probability)
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> None:
+    """Set the momentum of every batch-norm layer's running statistics (torch's convention: the weight of
+    the new batch's statistic)."""
+    for module in model.modules():
+        if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)):
+            module.momentum = momentum
 
 
 def deployed_cost(architecture: Architecture, options: dict[str, Any], image_size: int) -> dict[str, float]:
