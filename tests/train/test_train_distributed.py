@@ -3,6 +3,7 @@ weights, close to a 1-process run of the same global batch, and their split eval
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
+from retrain_helpers import small_run
 from retrain_worker import OVERRIDES
 
 from vaenas.config import load_config
@@ -70,3 +72,17 @@ def test_two_gloo_ranks_train_the_same_weights_as_one_process(arch_file, cifar_r
     split = {key.removeprefix("test_"): value for key, value in zero["evaluated"].items()}
     assert whole["images"] == split["images"] == 30 and whole["top1"] == split["top1"] and whole["top5"] == split["top5"]
     assert abs(whole["loss"] - split["loss"]) < 1e-6
+
+
+def test_the_command_line_under_torchrun(arch_file, cifar_root, tmp_path):
+    """torchrun -m vaenas.train: rank 0 claims the folder and writes, every rank trains, evaluates its share
+    and checks at the end that the ranks hold the same weights."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(_free_port()), "-m", "vaenas.train",
+               *small_run("nasbench201", cifar_root, arch_file("nasbench201"), out, "train.device=cpu")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parents[1])}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["processes"] == 2 and results["results"]["test"]["images"] == 30

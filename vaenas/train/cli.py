@@ -29,6 +29,7 @@ from vaenas.config import ConfigError
 from vaenas.data import build_training_data
 from vaenas.runtime import DistributedContext, checkpoint_payload, resolve_device, save_checkpoint, start_run, write_atomic
 from vaenas.runtime.cli import JobCLI, run_cli
+from vaenas.runtime.collectives import check_identical, checksum
 from vaenas.train.architecture import ARCHITECTURE_FILE, Architecture, read_architecture
 from vaenas.train.config import RESUMABLE_KEYS, RetrainConfig, recipe_names, recipes_for, unknown_recipe
 from vaenas.train.network import build_network, deployed_cost, network_options, set_bn_momentum
@@ -127,6 +128,9 @@ def run(config: RetrainConfig, run_dir: Path, resume: bool, ctx: DistributedCont
     if trainer.step < trainer.total_steps:
         logger.info("stopped at step %d (run.stop_at); continue with --resume %s", trainer.step, run_dir)
         return 0
+    # DDP keeps the ranks' weights equal and the evaluations broadcast rank 0's batch-norm statistics: a
+    # difference now is a bug, which would make model.pt rank 0's alone
+    check_identical(checksum(trainer.model.state_dict().values()), "the trained weights")
     if ctx.is_main:
         seconds = start.seconds_before + time.perf_counter() - started
         print(write_outputs(config, architecture, trainer, run_dir, seconds))

@@ -88,7 +88,7 @@ def write_curves(run_dir: Path, records: list[dict[str, Any]]) -> str | None:
         return None
     plt = pyplot()
     figure, (losses, accuracies) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for key, label in (("train", "training (augmented, regularised)"), ("test", "test"), ("valid", "held-out"),
+    for key, label in (("train", "training"), ("test", "test"), ("valid", "held-out"),
                        ("ema_test", "test, EMA weights")):
         for axis, metric in ((losses, "loss"), (accuracies, "top1")):
             points = [(r["epoch"], r[f"{key}_{metric}"]) for r in epochs if f"{key}_{metric}" in r]
