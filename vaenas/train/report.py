@@ -117,9 +117,10 @@ def markdown(document: dict[str, Any], run_dir: Path) -> str:
         f"architecture `{document['tokens']}` from {document['source']}",
         f"  {json.dumps(document['architecture'])}",
         f"network: {facts['network']} at {facts['image_size']} px; {cost['params'] / 1e6:.3f} M parameters, "
-        f"{cost['flops'] / 2e6:.1f} M multiply-adds per image (deployed: no auxiliary head)",
+        f"{cost['flops'] / 2e6:.1f} M multiply-adds per image"
+        + (" (as deployed: without the auxiliary head)" if facts["network"].get("auxiliary") else ""),
         f"trained {facts['epochs']} epochs ({facts['steps']} steps of a global batch of {facts['batch_size']} on "
-        f"{facts['processes']} process(es), {facts['device']}); wall time {facts['seconds']:.0f} s", "",
+        f"{facts['processes']} process(es), {facts['device']}); training wall time {facts['seconds']:.0f} s", "",
         "| evaluated on | images | top-1 % | top-5 % | loss |", "|---|---:|---:|---:|---:|",
     ]
     for name, result in document["results"].items():
