@@ -115,3 +115,23 @@ def test_unknown_architecture_is_a_key_error(nb201):
     assert not bool(small.contains(outside).any())
     with pytest.raises(KeyError, match="not in the table"):
         small.accuracy(outside)
+
+
+def test_a_table_of_ones_own_reads_tokens_and_accuracy(tmp_path):
+    from vaenas.groundtruth import ground_truth, read_table
+    from vaenas.spaces import get_space
+
+    space = get_space("nasbench201")
+    path = tmp_path / "mine.csv"
+    path.write_text("tokens,accuracy\n3 1 2 1 4 3,71.5\n\"[0, 1, 2, 3, 4, 1]\",12\n")
+    table = read_table(path, space)
+    assert table.universe.tolist() == [[3, 1, 2, 1, 4, 3], [0, 1, 2, 3, 4, 1]]
+    assert table.accuracies.tolist() == [71.5, 12.0] and table.source == f"{path} (2 architectures)"
+    gz = tmp_path / "mine.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert torch.equal(ground_truth(str(gz), "nasbench201", "digits").universe, table.universe)
+    assert ground_truth("none", "nasbench201", "cifar10") is None
+    assert ground_truth("auto", "nasbench201", "cifar10").source.startswith("the packaged NAS-Bench-201 table")
+    path.write_text("tokens,accuracy\n3 1 2 1 4 3,71.5\n3 1 2 1 4 3,70\n")
+    with pytest.raises(GroundTruthError, match="1 architectures share a key"):
+        read_table(path, space)

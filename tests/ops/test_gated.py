@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from vaenas import ops
-from vaenas.ops.gated import gate_estimator
+from vaenas.ops.gated import draw_two_paths, gate_estimator
 
 B, C, H, W = 2, 3, 4, 4
 
@@ -183,6 +183,28 @@ def test_draw_other_path_never_returns_the_active_one(generator):
     other = ops.draw_other_path(logits, active, generator)
     assert not bool((other == active).any())
     assert (other[100:] == 2).float().mean() > 0.9  # follows p outside the active path
+
+
+def test_draw_two_paths_is_proxylessnas_binarize(generator):
+    """Mode two as ProxylessNAS draws it: a pair from p without replacement, the active path from
+    the pair's softmax. For p = (.7, .2, .1) the active path is drawn with (.771, .174, .055), not p."""
+    p = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    expected = torch.zeros(3, dtype=torch.float64)
+    for i in range(3):  # the pair drawn in order (i, j), then i active with p_i / (p_i + p_j)
+        for j in range(3):
+            if i != j:
+                pair = p[i] * p[j] / (1 - p[i])
+                expected[i] += pair * p[i] / (p[i] + p[j])
+                expected[j] += pair * p[j] / (p[i] + p[j])
+    torch.testing.assert_close(expected, torch.tensor([0.771, 0.174, 0.055], dtype=torch.float64), atol=5e-4, rtol=0)
+    n = 200_000
+    active, other = draw_two_paths(p.log()[None].expand(n, 3), generator)
+    assert not bool((active == other).any())
+    frequency = torch.bincount(active, minlength=3).double() / n
+    # 5 standard errors (at most 0.0047 here)
+    assert bool(((frequency - expected).abs() < 5 * (expected * (1 - expected) / n).sqrt()).all()), frequency
+    pair_of_two = ((active == 1) & (other == 2)) | ((active == 2) & (other == 1))
+    assert abs(float(pair_of_two.double().mean()) - 0.0472) < 0.003  # P({1, 2}) = .2·.1/.8 + .1·.2/.9
 
 
 def test_bad_arguments_are_refused():

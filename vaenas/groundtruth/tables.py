@@ -55,6 +55,7 @@ class TabularBenchmark:
       the table (NAS-Bench-201: the official index; NAS-Bench-101: the module hash).
     keys: key(universe) when the caller already has it (NAS-Bench-101: the file's hashes, which
       saves hashing 20,001 graphs again).
+    source: where the accuracies come from, for reports (default: the name).
     """
 
     def __init__(
@@ -65,12 +66,14 @@ class TabularBenchmark:
         accuracies: Tensor,
         key: Callable[[Tensor], Sequence[Hashable]],
         keys: Sequence[Hashable] | None = None,
+        source: str | None = None,
     ) -> None:
         if universe.dim() != 2 or universe.shape[1] != space.length:
             raise ValueError(f"{name}: universe must be [N, {space.length}], got {tuple(universe.shape)}")
         if accuracies.shape != (universe.shape[0],):
             raise ValueError(f"{name}: {universe.shape[0]} architectures but {tuple(accuracies.shape)} accuracies")
         self.name = name
+        self.source = name if source is None else source
         self.space = space
         self.universe = universe.long()
         self.accuracies = accuracies.double()
@@ -169,7 +172,8 @@ def nasbench201(dataset: str = "cifar10", path: Path = NB201_FILE) -> TabularBen
     universe = torch.empty_like(every_cell)
     universe[index] = every_cell
     return TabularBenchmark(
-        f"nasbench201-{dataset}", space, universe, accuracy_by_index, key=lambda archs: space.index_of(archs).tolist()
+        f"nasbench201-{dataset}", space, universe, accuracy_by_index, key=lambda archs: space.index_of(archs).tolist(),
+        source=f"the packaged NAS-Bench-201 table ({dataset}, 200-epoch test accuracy; true for {dataset}'s own images)",
     )
 
 
@@ -195,7 +199,9 @@ def nasbench101_20k(path: Path = NB101_FILE) -> TabularBenchmark:
     universe = torch.stack([torch.as_tensor(cells[h]).long() for h in table["hash"]])
     space = get_space("nasbench101")
     return TabularBenchmark(
-        "nasbench101-20k", space, universe, accuracies, key=space.canonical_key, keys=table["hash"]
+        "nasbench101-20k", space, universe, accuracies, key=space.canonical_key, keys=table["hash"],
+        source="the packaged NAS-Bench-101 sample (20,001 cells, cifar10, 108-epoch validation accuracy; true for "
+        "cifar10's own images)",
     )
 
 
@@ -224,3 +230,60 @@ def table_for(space: str, dataset: str) -> TabularBenchmark | None:
     if space == "nasbench101" and dataset == "cifar10":
         return load_benchmark("nasbench101_20k")
     return None
+
+
+#: the columns of a ground-truth CSV file of one's own (read_table)
+TABLE_COLUMNS = ("tokens", "accuracy")
+
+
+def read_table(path: str | Path, space: SearchSpace) -> TabularBenchmark:
+    """A ground-truth table of one's own: a CSV file (gzip'd when it ends in .gz) with the header
+    `tokens,accuracy` and one row per architecture of `space`, its tokens space-separated as in
+    architecture.json (`3 1 2 1 4 3`; commas and brackets are accepted too) and its accuracy in %.
+    GroundTruthError naming the file, the line and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise GroundTruthError(f"ground-truth file {path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows, accuracies = [], []
+    try:
+        with opener(path, "rt", newline="") as handle:
+            reader = csv.DictReader(handle)
+            absent = [c for c in TABLE_COLUMNS if c not in (reader.fieldnames or [])]
+            if absent:
+                raise GroundTruthError(f"{path}: missing column(s) {', '.join(absent)} (the header must be "
+                                       f"'tokens,accuracy'; found {reader.fieldnames})")
+            for line in reader:
+                rows.append(_table_tokens(path, reader.line_num, line["tokens"], space))
+                try:
+                    accuracies.append(float(line["accuracy"]))
+                except (TypeError, ValueError):
+                    raise GroundTruthError(f"{path}, line {reader.line_num}: accuracy {line['accuracy']!r} is not a "
+                                           "number") from None
+    except (OSError, EOFError, zlib.error, csv.Error, UnicodeDecodeError) as error:
+        raise GroundTruthError(f"{path} is corrupt or not a CSV file: {error}") from error
+    if not rows:
+        raise GroundTruthError(f"{path}: no architectures (only a header?)")
+    universe = torch.stack(rows)
+    return TabularBenchmark(str(path), space, universe, torch.tensor(accuracies, dtype=torch.float64),
+                            key=space.canonical_key, source=f"{path} ({len(rows)} architectures)")
+
+
+def _table_tokens(path: Path, line: int, text: str | None, space: SearchSpace) -> Tensor:
+    """The architecture [T] of a `tokens` cell of read_table's file; GroundTruthError naming the line."""
+    try:
+        tokens = [int(token) for token in (text or "").replace(",", " ").strip("[] ").split()]
+        return space.validate(torch.tensor(tokens, dtype=torch.long))
+    except ValueError as error:
+        raise GroundTruthError(f"{path}, line {line}: tokens {text!r} are not an architecture of {space.name}: "
+                               f"{error}") from None
+
+
+def ground_truth(setting: str, space: str, dataset: str) -> TabularBenchmark | None:
+    """The table a search reports true accuracies from: `setting` auto (table_for(space, dataset)),
+    none (None) or the path of a CSV file of one's own (read_table)."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        return table_for(space, dataset)
+    return read_table(setting, get_space(space))

@@ -5,12 +5,12 @@ tensors' device, overridable with `backend=` or VAENAS_BACKEND.
 """
 
 from vaenas.ops.gated import draw_other_path, gated_mixed_op, rescale_updated_logits
-from vaenas.ops.grouped import route, segmented_batch_norm
+from vaenas.ops.grouped import route, route_sum, segmented_batch_norm
 from vaenas.ops.nb101_enumerate import NB101Cells, nb101_enumerate, nb101_hash
 from vaenas.ops.sliced_conv import sliced_conv2d
 from vaenas.ops.vae_decode import DecodeConstraints, DecoderWeights, vae_decode
 
 __all__ = [
     "DecodeConstraints", "DecoderWeights", "NB101Cells", "draw_other_path", "gated_mixed_op", "nb101_enumerate",
-    "nb101_hash", "rescale_updated_logits", "route", "segmented_batch_norm", "sliced_conv2d", "vae_decode",
+    "nb101_hash", "rescale_updated_logits", "route", "route_sum", "segmented_batch_norm", "sliced_conv2d", "vae_decode",
 ]

@@ -11,8 +11,13 @@ Modes:
 - `full`: ∂L/∂g_j for every candidate j (every non-active one recomputed once in backward);
 - `two`: only for the active path a and one other path b; p is the softmax of w restricted to the
   pair (w_a, w_b), and only w_a, w_b receive a gradient (ProxylessNAS's memory-light mode).
-  After the optimiser step, `rescale_updated_logits` shifts the pair back so that the pair's total
-  probability, and so every other candidate's, is what it was.
+  ProxylessNAS draws the pair from p without replacement and a from the pair's softmax
+  (`draw_two_paths`). After the optimiser step, `rescale_updated_logits` shifts the pair back so
+  that the pair's total probability, and so every other candidate's, is what it was.
+
+When a is `none` (a zero layer), ProxylessNAS gives the edge's logits no gradient at all (and so
+no Adam step and no rescale); this op still returns the estimator's value, and the caller skips
+the update (vaenas.search.gradient.arch_optimizer.PositionAdam).
 
 Memory (ProxylessNAS `full_v2`, the detach-and-recompute pattern NNI adopted): only the active
 candidate runs in forward, so only its activations are stored; the others' outputs, needed only
@@ -29,7 +34,7 @@ path whose distribution is no longer p: the estimator is biased relative to ∇_
 that p favours are no longer visited in proportion to p; ∂L/∂y, the downstream signal, comes from
 the VAE's architecture). Under `full` the bias is only through ∂L/∂y (every g_j's gradient is
 computed at the VAE's path); under `two` also through which pairs are compared, since the second
-path b is drawn from p but a is not. This decoupling is the point of the paper (§4.3: the path
+path b is drawn from p without a (draw_other_path) but a is not drawn from p. This decoupling is the point of the paper (§4.3: the path
 distribution no longer follows the logits, which removes ProxylessNAS's winner-takes-all
 feedback); the price is that w no longer follows an unbiased gradient of the expected loss.
 This op does not care where a comes from: the bias lives entirely in the caller's choice of a.
@@ -165,10 +170,25 @@ def _inner_product(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(dtype=torch.float64)
 
 
+def draw_two_paths(logits: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """ProxylessNAS's `binarize` in mode two, per row r: a pair of candidates drawn from
+    p = softmax(logits[r]) without replacement, then the active one drawn from the softmax of the
+    pair's two logits, the other one inactive. logits [E, K] (at least two candidates of positive
+    probability per row) -> (active, other), LongTensor[E] each (CPU).
+
+    The active path is sharper than p: for p = (.7, .2, .1) it is drawn with probabilities
+    (.771, .174, .055) (mit-han-lab/proxylessnas search/modules/mix_op.py, MixedEdge.binarize)."""
+    w = logits.detach().double().cpu()
+    pairs = torch.multinomial(torch.softmax(w, dim=-1), 2, replacement=False, generator=generator)  # [E, 2]
+    which = torch.multinomial(torch.softmax(w.gather(1, pairs), dim=-1), 1, generator=generator)  # [E, 1]: 0 or 1
+    return pairs.gather(1, which).flatten(), pairs.gather(1, 1 - which).flatten()
+
+
 def draw_other_path(logits: Tensor, active: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Mode two's second paths: for each row r, b_r ~ softmax(logits[r]) restricted to the
-    candidates other than active[r]. logits [E, K], active LongTensor[E] -> LongTensor[E] (CPU).
-    ProxylessNAS draws both paths from p; here the first one is given (by the VAE or by p)."""
+    """Mode two's second paths when the active ones are given (VAENAS-G: drawn by the VAE): for
+    each row r, b_r ~ softmax(logits[r]) restricted to the candidates other than active[r].
+    logits [E, K], active LongTensor[E] -> LongTensor[E] (CPU). ProxylessNAS itself draws both
+    paths from p (draw_two_paths)."""
     p = torch.softmax(logits.detach().double().cpu(), dim=-1)
     p = p.scatter(1, active.cpu()[:, None], 0.0)
     return torch.multinomial(p, 1, generator=generator).flatten()

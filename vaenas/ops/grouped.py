@@ -5,8 +5,8 @@ A supernet's `forward(images, archs)` takes archs [G, T] and a batch of G equal 
 (LongTensor[S], on the CPU) names the global group of each. These functions are the op boundary
 that fused kernels replace later; their specification is vaenas.ops.reference.
 
-- `route`: a choice point (an edge or a choice block): every candidate runs once, on the
-  concatenation of the segments that chose it (gather, candidate, scatter back).
+- `route`: a choice point (an edge or a choice block): segment s runs the candidate it chose;
+- `route_sum`: a node's sum of the routes of its incoming edges, without copies on the aten backend;
 - `segmented_batch_norm`: batch norm with per-segment statistics.
 """
 
@@ -65,60 +65,137 @@ def _segmented_batch_norm_aten(
     x: Tensor, num_segments: int, weight: Tensor | None, bias: Tensor | None, eps: float,
     mean: Tensor | None, var: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """PyTorch's fused batch norm (cuDNN / the ATen CPU kernel) on the S segments seen as S*C
-    channels of one batch [b, S*C, *]: one kernel instead of the reference's chain of elementwise
-    passes (a G = 1 supernet step was 1.3-1.6x its child's time with the reference, ~1.1x with
-    this; tests/supernet). S > 1 costs a transposed copy in and out."""
-    rows, channels = x.shape[0] // num_segments, x.shape[1]
-    merged = x if num_segments == 1 else x.unflatten(0, (num_segments, rows)).transpose(0, 1).flatten(1, 2)
+    """PyTorch's fused batch norm (cuDNN / the ATen CPU kernel) on each segment, a view of x in its
+    own memory format (channels-last stays channels-last): a G = 1 supernet step was 1.3-1.6x its
+    child's time with the reference's chain of elementwise passes, ~1.1x with this (tests/supernet).
+    With given statistics (evaluation) one pass over x: y = x * scale[s, c] + shift[s, c]."""
+    channels = x.shape[1]
     if x.dtype in (torch.float16, torch.bfloat16):
         # float32 weights select the mixed-precision kernels, which keep float32 statistics
         weight = weight if weight is not None else x.new_ones(channels, dtype=torch.float32)
         bias = bias if bias is not None else x.new_zeros(channels, dtype=torch.float32)
-    if num_segments > 1:
-        weight = weight.repeat(num_segments) if weight is not None else None
-        bias = bias.repeat(num_segments) if bias is not None else None
     if mean is None:
-        y, mean, inverse_std = torch.ops.aten._native_batch_norm_legit(merged, weight, bias, True, 0.0, eps)
-        mean, var = mean.view(num_segments, channels), (inverse_std.pow(-2) - eps).view(num_segments, channels)
-    else:
-        y = F.batch_norm(merged, mean.flatten(), var.flatten(), weight, bias, False, 0.0, eps)
-    if num_segments > 1:
-        y = y.unflatten(1, (num_segments, channels)).transpose(0, 1).flatten(0, 1)
-    return y, mean, var
+        parts = [torch.ops.aten._native_batch_norm_legit(part, weight, bias, True, 0.0, eps)
+                 for part in x.chunk(num_segments)]
+        y = parts[0][0] if num_segments == 1 else torch.cat([part[0] for part in parts])
+        mean = torch.stack([part[1] for part in parts])
+        var = torch.stack([part[2] for part in parts]).pow(-2) - eps
+        return y, mean, var
+    if num_segments == 1:
+        return F.batch_norm(x, mean[0], var[0], weight, bias, False, 0.0, eps), mean, var
+    compute = torch.promote_types(x.dtype, torch.float32)
+    scale = torch.rsqrt(var.to(compute) + eps)  # [S, C]
+    if weight is not None:
+        scale = scale * weight.to(compute)
+    shift = -mean.to(compute) * scale
+    if bias is not None:
+        shift = shift + bias.to(compute)
+    shape = (num_segments, 1, channels) + (1,) * (x.dim() - 2)  # broadcast over [S, b, C, *]
+    y = torch.addcmul(shift.view(shape), x.unflatten(0, (num_segments, -1)), scale.view(shape))
+    return y.flatten(0, 1).to(x.dtype), mean, var
 
 
-def route(x: Tensor, segments: Tensor, choice: Tensor, candidates: Sequence[Candidate | None]) -> Tensor | None:
+def route(
+    x: Tensor, segments: Tensor, choice: Tensor, candidates: Sequence[Candidate | None], *, backend: str | None = None
+) -> Tensor | None:
     """The output of a choice point: segment s of x runs candidates[choice[s]].
 
     x [S*b, *]; segments LongTensor[S] (global group of each segment, passed on to candidates);
     choice LongTensor[S] on the CPU, the candidate index of each segment. A None candidate
     contributes nothing (the `none` op): its segments are zeros in the output, and when every
-    segment chose a None candidate the result is None (the caller skips the term).
-    Each candidate runs at most once per call, whatever S is; with one distinct choice there is
-    no gather or scatter at all (G = 1, the ordinary SPOS step).
+    segment chose a None candidate the result is None (the caller skips the term). With one
+    distinct choice the candidate runs on x itself (G = 1, the ordinary SPOS step).
+    Backends: reference (each candidate once, on its segments gathered; reference.route) and aten
+    (each candidate once per run of consecutive segments that chose it, on views of x: no copy in
+    or out but the concatenation).
     """
+    return route_sum([(x, choice, candidates)], segments, backend=backend)
+
+
+#: one term of a node's sum: (input [S*b, *], choice LongTensor[S] on the CPU, its candidates)
+Term = tuple[Tensor | None, Tensor, Sequence[Candidate | None]]
+
+
+def route_sum(terms: Sequence[Term], segments: Tensor, *, backend: str | None = None) -> Tensor | None:
+    """Σ_e route(x_e, segments, choice_e, candidates_e) over the choice points e feeding one node
+    (a cell's node sums its incoming edges): [S*b, *], or None when every term is None.
+
+    An x_e may be None when every segment chose a None candidate there. Specification:
+    reference.route_sum. Backends:
+    - reference: each route gathered and scattered (each candidate runs once per choice point);
+    - aten: candidates run on views of their runs of consecutive segments and accumulate into
+      the node's sum in place (measured on the CPU: the gathers, scatters and sums of the
+      reference were half the time of a G = 16 evaluation, issue 19). More candidate calls
+      (one per run) and no copies; the choice for a GPU, where launches cost more than copies,
+      is the reference until a fused kernel exists.
+    """
+    chosen = choose_backend("route_sum", _device_of(terms), backend, IMPLEMENTED_BACKENDS)
+    for x, choice, _ in terms:
+        if choice.shape != (len(segments),):
+            raise ValueError(f"choice must be [S] = [{len(segments)}], got {tuple(choice.shape)}")
+    if chosen == "reference":
+        return reference.route_sum(terms, segments)
+    return _route_sum_runs(terms, segments)
+
+
+def _device_of(terms: Sequence[Term]) -> torch.device:
+    return next((x.device for x, _, _ in terms if x is not None), torch.device("cpu"))
+
+
+def _runs(choice: Tensor) -> list[tuple[int, int, int]]:
+    """(first, end, choice) of each run of equal consecutive values of choice LongTensor[S]."""
+    values = choice.tolist()
+    runs, first = [], 0
+    for index in range(1, len(values) + 1):
+        if index == len(values) or values[index] != values[first]:
+            runs.append((first, index, values[first]))
+            first = index
+    return runs
+
+
+def _route_sum_runs(terms: Sequence[Term], segments: Tensor) -> Tensor | None:
+    """Each candidate on views of its runs; then the node's sum written block by block, a block
+    being a run of segments where no term changes candidate: its rows are written once (the sum
+    of the terms that cover it; without autograd straight into the node, torch.add(out=))."""
     num_segments = len(segments)
-    if choice.shape != (num_segments,):
-        raise ValueError(f"choice must be [S] = [{num_segments}], got {tuple(choice.shape)}")
-    chosen = torch.unique(choice).tolist()
-    if len(chosen) == 1:
-        candidate = candidates[chosen[0]]
-        return None if candidate is None else candidate(x, segments)
-    parts, positions, zero_positions = [], [], []
-    for k in chosen:
-        where = (choice == k).nonzero().flatten()
-        if candidates[k] is None:
-            zero_positions.append(where)
-            continue
-        inputs = reference.gather_segments(x, where.to(x.device), num_segments)
-        parts.append(candidates[k](inputs, segments[where]))
-        positions.append(where)
-    if not parts:
+    pieces: list[list[tuple[int, int, Tensor]]] = []  # per term: (first, end, output of those segments)
+    for x, choice, candidates in terms:
+        runs = _runs(choice)
+        rows = None if x is None else x.shape[0] // num_segments
+        outputs = [(first, end, candidates[k](x if len(runs) == 1 else x[first * rows : end * rows],
+                                              segments if len(runs) == 1 else segments[first:end]))
+                   for first, end, k in runs if candidates[k] is not None]
+        if outputs:
+            pieces.append(outputs)
+    if not pieces:
         return None
-    if zero_positions:
-        where = torch.cat(zero_positions)
-        rows = parts[0].shape[0] // len(positions[0]) * len(where)
-        parts.append(parts[0].new_zeros((rows,) + parts[0].shape[1:]))
-        positions.append(where)
-    return reference.scatter_segments(parts, [p.to(x.device) for p in positions], num_segments)
+    if all(len(term) == 1 and term[0][:2] == (0, num_segments) for term in pieces):  # no term splits: G = 1
+        total = pieces[0][0][2]
+        for term in pieces[1:]:
+            total = total + term[0][2]  # out of place: the first term may be an input (skip)
+        return total
+    first, end, template = pieces[0][0]
+    rows = template.shape[0] // (end - first)
+    total = torch.empty((num_segments * rows,) + template.shape[1:], dtype=template.dtype, device=template.device,
+                        memory_format=_format_of(template))
+    bounds = sorted({0, num_segments} | {b for term in pieces for f, e, _ in term for b in (f, e)})
+    direct = not torch.is_grad_enabled()
+    for low, high in zip(bounds[:-1], bounds[1:]):
+        parts = [y[(low - f) * rows : (high - f) * rows] for term in pieces for f, e, y in term if f <= low and high <= e]
+        block = total[low * rows : high * rows]
+        if not parts:
+            block.zero_()  # every term `none` here
+        elif direct and len(parts) > 1:
+            torch.add(parts[0], parts[1], out=block)
+        else:
+            block.copy_(parts[0])
+        for part in parts[2 if direct and len(parts) > 1 else 1 :]:
+            block.add_(part)
+    return total
+
+
+def _format_of(y: Tensor) -> torch.memory_format:
+    """channels_last for a 4-D tensor laid out that way (kept through the sum), else contiguous."""
+    if y.dim() == 4 and not y.is_contiguous() and y.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

@@ -6,6 +6,8 @@ with it; it is never edited to match a kernel.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 
@@ -157,6 +159,41 @@ def scatter_segments(parts: list[Tensor], positions: list[Tensor], num_segments:
     inverse[order] = torch.arange(len(order), device=order.device)
     stacked = torch.cat([part.unflatten(0, (len(pos), -1)) for part, pos in zip(parts, positions)])
     return stacked.index_select(0, inverse).flatten(0, 1)
+
+
+def route(x: Tensor, segments: Tensor, choice: Tensor, candidates: Sequence[Callable | None]) -> Tensor | None:
+    """Segment s of x [S*b, *] runs candidates[choice[s]] (a None candidate: zeros), each candidate
+    once on the concatenation of the segments that chose it; None when every segment chose a None
+    candidate. With one distinct choice the candidate runs on x itself."""
+    num_segments = len(segments)
+    chosen = torch.unique(choice).tolist()
+    if len(chosen) == 1:
+        candidate = candidates[chosen[0]]
+        return None if candidate is None else candidate(x, segments)
+    parts, positions, zero_positions = [], [], []
+    for k in chosen:
+        where = (choice == k).nonzero().flatten()
+        if candidates[k] is None:
+            zero_positions.append(where)
+            continue
+        parts.append(candidates[k](gather_segments(x, where.to(x.device), num_segments), segments[where]))
+        positions.append(where)
+    if not parts:
+        return None
+    if zero_positions:
+        where = torch.cat(zero_positions)
+        rows = parts[0].shape[0] // len(positions[0]) * len(where)
+        parts.append(parts[0].new_zeros((rows,) + parts[0].shape[1:]))
+        positions.append(where)
+    return scatter_segments(parts, [p.to(x.device) for p in positions], num_segments)
+
+
+def route_sum(terms: Sequence[tuple[Tensor | None, Tensor, Sequence[Callable | None]]], segments: Tensor) -> Tensor | None:
+    """Σ of route(x, segments, choice, candidates) over terms (x, choice, candidates), None terms
+    left out; None when every term is None."""
+    routed = [route(x, segments, choice, candidates) for x, choice, candidates in terms]
+    routed = [term for term in routed if term is not None]
+    return sum(routed[1:], routed[0]) if routed else None
 
 
 # --- channel-sliced shared convolution (DESIGN §4, op family 3) ---------------------------------

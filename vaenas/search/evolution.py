@@ -7,7 +7,8 @@
 - `random_search`: distinct architectures uniformly from the universe.
 - `breed`: one SPOS generation's children (mutants and crossovers of the top-k, each operator
   with its own quota), independent of the oracle: the one-shot search reuses it with supernet
-  scores and a FLOPs/params `accept`.
+  scores and a FLOPs/params `accept`. Mutation: the space's (one position changed, the tabular
+  study's) or `spos_mutation` (every position with probability 0.1, SPOS's own rule).
 - `spos_evolution`: the evolutionary search of SPOS (Guo et al. 2019) that VAENAS seeds
   (paper Algorithm 2, line 15): each generation breeds mutants and crossovers of the top-k of
   everything queried so far.
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from vaenas.groundtruth import TabularBenchmark
+from vaenas.sampler.distinct import draw_new, first_new
 from vaenas.sampler.uniform import AcceptFn, accepted_rows
 from vaenas.spaces.base import SearchSpace
 
@@ -72,14 +74,7 @@ class TabularOracle:
     def novel(self, archs: Tensor, limit: int | None = None) -> Tensor:
         """The rows of archs [M, T] never queried, first occurrence only, at most `limit` (default: remaining)."""
         limit = self.remaining if limit is None else min(limit, self.remaining)
-        keep, seen = [], set()
-        for row, key in enumerate(self.space.canonical_key(archs)):
-            if len(keep) == limit:
-                break
-            if key not in self._observed and key not in seen:
-                seen.add(key)
-                keep.append(row)
-        return archs[torch.tensor(keep, dtype=torch.long)]
+        return first_new(archs, self.space.canonical_key(archs), self._observed, limit)
 
     def query(self, archs: Tensor) -> Tensor:
         """FloatTensor[M] (float64): observed accuracy of archs [M, T]; new ones are charged.
@@ -185,17 +180,10 @@ def new_from(
     found: Tensor | None = None,
 ) -> Tensor:
     """At most n distinct never-queried rows [n', T] of draw(m): up to `rounds` draws of `factor`
-    rows per still-missing architecture (fill_with_new without the top-up). `found` (distinct, never
-    queried) are kept first and count towards n."""
-    n = min(n, oracle.remaining)
-    if found is None:
-        found = torch.empty(0, oracle.space.length, dtype=torch.long)
-    for _ in range(rounds):
-        if len(found) >= n:
-            break
-        candidates = torch.cat([found, draw(factor * (n - len(found)))])
-        found = oracle.novel(candidates, limit=n)
-    return found
+    rows per still-missing architecture (fill_with_new without the top-up; vaenas.sampler.draw_new
+    at one temperature). `found` (distinct, never queried) are kept first and count towards n."""
+    return draw_new(lambda m, _: draw(m), min(n, oracle.remaining), oracle.space, rounds=rounds, factor=factor,
+                    seen=oracle.queried_keys(), found=found)
 
 
 def top_up_uniformly(oracle: TabularOracle, found: Tensor, n: int) -> Tensor:
@@ -246,6 +234,32 @@ def mutate_within(benchmark: TabularBenchmark, parents: Tensor, generator: torch
     return _vary_within(benchmark, lambda rows: space.mutate(parents[rows], generator=generator), parents)
 
 
+#: mutate(archs [M, T], generator) -> one mutant of each row [M, T] (rows may be invalid: breed filters)
+Mutation = Callable[[Tensor, torch.Generator], Tensor]
+#: SPOS's per-position mutation probability (megvii-model/SinglePathOneShot src/Search/search.py, m_prob)
+SPOS_MUTATION_PROBABILITY = 0.1
+
+
+def spos_mutation(space: SearchSpace, probability: float = SPOS_MUTATION_PROBABILITY) -> Mutation:
+    """SPOS's mutation: every position independently, with `probability`, takes a token drawn
+    uniformly from its whole vocabulary (its own token included), as SPOS's get_mutation does.
+
+    A row that comes out unchanged is its parent, already evaluated, and so rejected by breed (SPOS:
+    is_legal refuses a visited candidate): the mutants kept differ in at least one position. Rows
+    may be invalid in spaces with constraints (NASNet, NAS-Bench-101); breed drops them, as SPOS
+    drops illegal candidates. With T = 6 (NAS-Bench-201), 61 % of the rows come out unchanged;
+    breed draws `copies` candidates per missing child, enough for that."""
+    vocab = torch.tensor(space.vocab_sizes, dtype=torch.float64)
+
+    def mutate(archs: Tensor, generator: torch.Generator) -> Tensor:
+        archs = space.check_tokens(archs)
+        chosen = torch.rand(archs.shape, generator=generator, dtype=torch.float64) < probability
+        tokens = (torch.rand(archs.shape, generator=generator, dtype=torch.float64) * vocab).long()
+        return torch.where(chosen, tokens, archs)
+
+    return mutate
+
+
 def breed(
     space: SearchSpace,
     parents: Tensor,
@@ -256,12 +270,14 @@ def breed(
     accept: AcceptFn | None = None,
     copies: int = _COPIES,
     rounds: int = _ROUNDS,
+    mutate: Mutation | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One SPOS generation bred from `parents` [P, T] (distinct architectures, e.g. the top-k so
     far): (mutants [m, T], crossovers [c, T]). It knows no oracle; the caller says what is taken.
 
     Contract:
-    - A mutant is space.mutate of a parent drawn uniformly; a crossover is space.crossover of two
+    - A mutant is mutate(parents, generator) of a parent drawn uniformly (default space.mutate: one
+      position changed; spos_mutation: SPOS's rule); a crossover is space.crossover of two
       parents drawn uniformly among the pairs of distinct parents (never a parent with itself).
     - Every child is space.is_valid, accepted by accept(archs [M, T]) -> BoolTensor[M] when given
       (a benchmark's universe, a FLOPs or params limit), and new: its space.canonical_key is not in
@@ -297,9 +313,11 @@ def breed(
             missing -= len(rows)
         return torch.cat(kept) if kept else torch.empty(0, space.length, dtype=torch.long)
 
-    def mutate(count: int) -> Tensor:
+    mutation = mutate if mutate is not None else space.mutate
+
+    def mutants(count: int) -> Tensor:
         picks = torch.randint(len(parents), (count,), generator=generator)
-        return space.mutate(parents[picks], generator=generator)
+        return mutation(parents[picks], generator)
 
     def cross(count: int) -> Tensor:
         first = torch.randint(len(parents), (count,), generator=generator)
@@ -308,9 +326,9 @@ def breed(
         second += (second >= first).long()
         return space.crossover(parents[first], parents[second], generator=generator)
 
-    mutants = children_of(mutate, n_mutants)
+    bred = children_of(mutants, n_mutants)
     crossovers = children_of(cross, n_crossovers if len(parents) >= 2 else 0)
-    return mutants, crossovers
+    return bred, crossovers
 
 
 # --- strategies -------------------------------------------------------------------------------

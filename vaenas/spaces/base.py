@@ -52,6 +52,9 @@ class SearchSpace(abc.ABC):
     name: str
     #: number of tokens at each position
     vocab_sizes: tuple[int, ...]
+    #: the token of the `none` op at every position (a zero layer: the edge adds nothing), in
+    #: spaces that have one; the gradient search skips a logit update where the path takes it
+    zero_token: int | None = None
 
     @property
     def length(self) -> int:
@@ -164,17 +167,33 @@ class SearchSpace(abc.ABC):
     def example_input(self, batch_size: int = 1) -> Tensor:
         """A random input of the child networks' resolution, for FLOP counting."""
 
-    def cost(self, arch: Tensor) -> dict[str, float]:
-        """{'params': trainable parameters, 'flops': forward FLOPs of one image} (cached)."""
+    def cost(self, arch: Tensor, image_size: int | None = None, **options: Any) -> dict[str, float]:
+        """{'params': trainable parameters, 'flops': forward FLOPs of one image} of the network
+        build_child(arch, **options) on one image of side `image_size` (None: example_input's);
+        cached. A search passes its supernet's child options and its data's image size, so this
+        is the cost of the network it exports (vaenas.supernet.Supernet.child_options)."""
         arch = self.validate(arch)
-        return dict(self._cached_cost(tuple(arch.tolist())))
+        return dict(self._cached_cost(tuple(arch.tolist()), image_size, _frozen(options)))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 (spaces are few and long-lived)
-    def _cached_cost(self, arch: tuple[int, ...]) -> tuple[tuple[str, float], ...]:
+    def _cached_cost(
+        self, arch: tuple[int, ...], image_size: int | None, options: tuple[tuple[str, Any], ...]
+    ) -> tuple[tuple[str, float], ...]:
         from torch.utils.flop_counter import FlopCounterMode
 
-        model = self.build_child(torch.tensor(arch)).eval()
+        model = self.build_child(torch.tensor(arch), **dict(options)).eval()
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        example = self.example_input(1)
+        if image_size is not None:
+            example = torch.randn(1, example.shape[1], image_size, image_size)
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(self.example_input(1))
+            model(example)
         return (("params", float(params)), ("flops", float(counter.get_total_flops())))
+
+
+def _frozen(options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """options as a hashable cache key: sorted items, lists as tuples (NASNet's reductions)."""
+    def hashable(value: Any) -> Any:
+        return tuple(hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+    return tuple(sorted((key, hashable(value)) for key, value in options.items()))

@@ -156,6 +156,7 @@ class NASBench201Space(SearchSpace):
 
     name = "nasbench201"
     vocab_sizes = (len(OPS),) * len(EDGES)
+    zero_token = OPS.index("none")
     num_architectures = len(OPS) ** len(EDGES)
 
     def __init__(self, index_file: str | os.PathLike | None = None) -> None:

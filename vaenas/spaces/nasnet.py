@@ -349,6 +349,7 @@ class NASNetSpace(SearchSpace):
 
     name = "nasnet"
     vocab_sizes = (len(OPS),) * (2 * EDGES_PER_CELL)
+    zero_token = OPS.index("none")
 
     def __init__(
         self,

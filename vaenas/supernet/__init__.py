@@ -1,7 +1,8 @@
 """Weight-sharing supernets (DESIGN §2, §4): one per search space, all with the G-group forward.
 
 `get_supernet(space, **options)` builds the supernet of a space; `recalibrate` and
-`evaluate_architectures` (vaenas.supernet.evaluation) score architectures on it.
+`evaluate_architectures` (vaenas.supernet.evaluation) score architectures on it;
+`load_found_network(run_dir)` rebuilds the network a search exported (vaenas.supernet.found).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from vaenas.supernet.base import (
     clear_group_statistics,
     recalibrate,
 )
+from vaenas.supernet.found import FoundNetworkError, load_found_network, network_description
 
 # space name -> (module, class); imported on first use
 _REGISTRY = {
@@ -41,6 +43,6 @@ def get_supernet(space: SearchSpace, **options: Any) -> Supernet:
 
 
 __all__ = [
-    "SegmentedBatchNorm2d", "SegmentedSequential", "Supernet", "TakesSegments",
-    "clear_group_statistics", "get_supernet", "recalibrate",
+    "FoundNetworkError", "SegmentedBatchNorm2d", "SegmentedSequential", "Supernet", "TakesSegments",
+    "clear_group_statistics", "get_supernet", "load_found_network", "network_description", "recalibrate",
 ]

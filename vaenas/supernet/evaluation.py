@@ -32,10 +32,18 @@ class Scores:
     loss: Tensor
 
 
-def _replicate(images: Tensor, groups: int, device: torch.device) -> Tensor:
-    """[b, ...] -> [groups*b, ...]: the same images once per group, group-major."""
+def _replicate(images: Tensor, groups: int, device: torch.device, memory_format: torch.memory_format) -> Tensor:
+    """[b, ...] -> [groups*b, ...]: the same images once per group, group-major, in the supernet's memory format."""
     images = images.to(device, non_blocking=True)
-    return images.repeat(groups, *([1] * (images.dim() - 1)))
+    return images.repeat(groups, *([1] * (images.dim() - 1))).contiguous(memory_format=memory_format)
+
+
+def _memory_format(supernet: Supernet) -> torch.memory_format:
+    """channels_last when the supernet's first convolution weight is laid out so (the trainer's choice)."""
+    weight = next((p for p in supernet.parameters() if p.dim() == 4), None)
+    if weight is not None and not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 @torch.no_grad()
@@ -63,18 +71,19 @@ def evaluate_architectures(
     loss_sum = torch.zeros(len(archs), dtype=torch.float64)
     count = 0
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
+    memory_format = _memory_format(supernet)
     try:
         for start in range(0, len(archs), group_size):
             chunk = archs[start : start + group_size]
             groups = len(chunk)
             with autocast, recalibrate(supernet, groups):
                 for images, _ in calibration:
-                    supernet(_replicate(images, groups, device), chunk)
+                    supernet(_replicate(images, groups, device, memory_format), chunk)
             supernet.eval()
             count = 0
             for images, labels in holdout:
                 with autocast:
-                    logits = supernet(_replicate(images, groups, device), chunk).float()
+                    logits = supernet(_replicate(images, groups, device, memory_format), chunk).float()
                 labels = labels.to(device)
                 logits = logits.view(groups, len(labels), -1)
                 targets = labels.repeat(groups).view(groups, -1)

@@ -64,19 +64,17 @@ class SearchCell(nn.Module):
     def forward(self, x: Tensor, segments: Tensor, archs: Tensor, gates: Gates | None = None) -> Tensor:
         nodes = [x]
         for target in range(1, NUM_NODES):
-            terms = []
-            for position, (source, end) in enumerate(EDGES):
-                if end != target:
-                    continue
-                if gates is None:
-                    term = ops.route(nodes[source], segments, archs[segments, position], self._routes[position])
-                else:  # the gradient search: one path, binary gates (vaenas.supernet.gates)
-                    active = int(archs[0, position])
-                    term = gates.choice(nodes[source], segments, position, active, self._routes[position])
-                if term is not None:
-                    terms.append(term)
+            incoming = [(position, source) for position, (source, end) in enumerate(EDGES) if end == target]
+            if gates is None:  # the node's sum of its routed edges (vaenas.ops.route_sum)
+                node = ops.route_sum([(nodes[source], archs[segments, position], self._routes[position])
+                                      for position, source in incoming], segments)
+            else:  # the gradient search: one path, binary gates (vaenas.supernet.gates)
+                terms = [gates.choice(nodes[source], segments, position, int(archs[0, position]), self._routes[position])
+                         for position, source in incoming]
+                terms = [term for term in terms if term is not None]
+                node = sum(terms[1:], terms[0]) if terms else None
             # a node whose every input is `none` is zero (the child's Zero op computes x * 0)
-            nodes.append(sum(terms[1:], terms[0]) if terms else torch.zeros_like(x))
+            nodes.append(node if node is not None else torch.zeros_like(x))
         return nodes[-1]
 
 

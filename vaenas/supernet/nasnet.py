@@ -75,18 +75,16 @@ class SearchCell(nn.Module):
             reads = (read_tokens[:, edges] != 0).any(dim=1).long()  # [S]: 1 where some edge reads this input
             states.append(ops.route(x, segments, reads, routes))
         for node in range(NODES):
-            terms = []
-            for p in range(2 + node):
-                position = NODE_OFFSETS[node] + p
-                # states[p] is None only when no segment reads it, and then every choice here is `none`
-                if gates is None:
-                    term = ops.route(states[p], segments, tokens[:, position], self._routes[position])
-                else:
-                    term = gates.choice(states[p], segments, position, int(tokens[0, position]),
-                                        self._routes[position], self._output_shape(states[p], p))
-                if term is not None:
-                    terms.append(term)
+            positions = [(NODE_OFFSETS[node] + p, p) for p in range(2 + node)]
+            # states[p] is None only when no segment reads it, and then every choice there is `none`;
             # valid architectures (checked by the supernet) give every segment's node an input
+            if gates is None:  # the node's sum of its routed edges (vaenas.ops.route_sum)
+                states.append(ops.route_sum([(states[p], tokens[:, position], self._routes[position])
+                                             for position, p in positions], segments))
+                continue
+            terms = [gates.choice(states[p], segments, position, int(tokens[0, position]), self._routes[position],
+                                  self._output_shape(states[p], p)) for position, p in positions]
+            terms = [term for term in terms if term is not None]
             states.append(sum(terms[1:], terms[0]))
         return torch.cat(states[2:], dim=1)
 

@@ -103,6 +103,69 @@ def test_softmax_sampling_gives_valid_architectures_that_follow_w():
     assert (archs == 0).float().mean() > 0.5
 
 
+def _gradient_search(*overrides: str):
+    from vaenas.config import load_config
+    from vaenas.data import build_search_data
+    from vaenas.search.gradient import GradientConfig, GradientSearch
+
+    config = load_config(None, TINY + list(overrides), cls=GradientConfig)
+    return GradientSearch(config, build_search_data(config.data), torch.device("cpu"))
+
+
+def test_vaenas_g_draws_its_paths_from_the_vae_from_the_first_step():
+    """Algorithm 3 line 2: α ~ p_θ at every step, the untrained VAE before the first refit (as
+    VAENAS-OS's Γ draws from it with probability ε from step 1), not the uniform sampler."""
+    search = _gradient_search()
+    assert not search.refits
+    state = search.arch_generator.get_state()
+    arch, other = search.sample_path()
+    generator = torch.Generator()
+    generator.set_state(state)
+    assert torch.equal(arch, search.vae.sample(1, generator))
+    generator.set_state(state)
+    assert not torch.equal(arch, search.uniform.sample(1, generator))
+    assert other is not None and not bool((other == arch[0]).any())  # mode two's second path
+
+
+def test_proxylessnas_mode_two_draws_its_paths_as_binarize():
+    """sampling=softmax, mode two: the pair from softmax(w) without replacement, the active path
+    from the pair's softmax (sample_two_paths); at p = (.7, .2, .1, 0, 0) on every edge the active
+    op follows (.771, .174, .055)."""
+    from vaenas.search.gradient import sample_two_paths
+
+    search = _gradient_search("gradient.sampling=softmax")
+    with torch.no_grad():
+        search.logits.copy_(torch.tensor([0.7, 0.2, 0.1, 0.0, 0.0]).log().expand(6, 5))
+    state = search.arch_generator.get_state()
+    arch, other = search.sample_path()
+    generator = torch.Generator()
+    generator.set_state(state)
+    expected = sample_two_paths(search.space, search.logits, generator)
+    assert torch.equal(arch, expected[0]) and torch.equal(other, expected[1])
+    draws = torch.cat([sample_two_paths(search.space, search.logits, generator)[0] for _ in range(4000)]).flatten()
+    frequency = torch.bincount(draws, minlength=5).double() / len(draws)  # 24,000 edges
+    torch.testing.assert_close(frequency, torch.tensor([0.771, 0.174, 0.055, 0, 0], dtype=torch.float64),
+                               atol=0.012, rtol=0)
+
+
+@pytest.mark.parametrize("mode", ["two", "full"])
+def test_an_edge_whose_path_is_none_gets_no_update(mode):
+    """ProxylessNAS: a zero layer's edge has no gradient, so no Adam step, no moment, no rescale."""
+    search = _gradient_search(f"gradient.mode={mode}")
+    none = search.space.zero_token
+    arch = torch.tensor([[none, 3, 2, 3, 1, 3]])
+    other = torch.tensor([3, 1, 3, 2, 3, 2]) if mode == "two" else None
+    before = search.logits.detach().clone()
+    search.arch_step(arch, other)
+    after = search.logits.detach()
+    assert torch.equal(after[0], before[0])
+    assert not torch.equal(after[1:], before[1:])
+    state = search.arch_optimizer.state_dict()["state"][0]
+    assert state["step"].tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert bool((state["exp_avg_sq"][0] == 0).all())
+    assert search.updated_positions(arch).tolist() == [False] + [True] * 5
+
+
 def _state(run_dir: Path) -> dict:
     return load_checkpoint(RunFolder(run_dir).latest_checkpoint())["state"]
 
@@ -127,6 +190,33 @@ def test_run_resumes_bit_for_bit_and_writes_its_outputs(tmp_path, capsys):
     for name in ("diversity.png", "child.pt", "report.md", "config.yaml"):
         assert (halves / name).is_file(), name
     assert "found architecture" in capsys.readouterr().out
+
+
+def test_the_found_network_loads_from_the_run_folder_and_the_report_costs_it(tmp_path, supernet_logits):
+    """As the one-shot run's: load_found_network(run) gives the supernet's logits for the argmax
+    architecture, and the report costs that network (before: the space's default child, 1 M
+    parameters for this 4-channel one)."""
+    from vaenas.config import load_config
+    from vaenas.data import build_search_data
+    from vaenas.search.gradient import GradientConfig, GradientSearch
+    from vaenas.supernet import load_found_network
+
+    run = tmp_path / "run"
+    assert main(TINY + [f"out={run}"]) == 0
+    found = json.loads((run / "architecture.json").read_text())
+    assert found["network"]["options"] == {"channels": 4, "cells_per_stage": 1, "num_classes": 10}
+    assert found["network"]["image_size"] == 8 and found["network"]["tokens"] == found["tokens"]
+    network = load_found_network(run)
+    params = sum(p.numel() for p in network.parameters())
+    assert found["cost"]["params"] == params < 20_000 and f"params {params}," in (run / "report.md").read_text()
+    config = load_config(run / "config.yaml", [], cls=GradientConfig)
+    search = GradientSearch(config, build_search_data(config.data), torch.device("cpu"))
+    search.load_state_dict(_state(run))
+    images = next(iter(search.data.holdout))[0]
+    with torch.no_grad():
+        got = network(images)
+    torch.testing.assert_close(got, supernet_logits(search, torch.tensor(found["tokens"]), images),
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_baseline_runs_plain_proxylessnas_alongside(tmp_path):

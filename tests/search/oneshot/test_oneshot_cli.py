@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vaenas.runtime import RunFolder, load_checkpoint
+from vaenas.runtime import CheckpointError, RunFolder, load_checkpoint, save_checkpoint
 from vaenas.search.__main__ import main as vaenas_search
 from vaenas.search.oneshot.cli import main
 
@@ -213,29 +213,69 @@ def test_ground_truth_is_reported_where_a_table_exists():
     assert all("kendall_tau" in entry for entry in summary["evolutions"].values())
 
 
-def test_exported_child_gives_the_supernets_logits():
+def test_exported_child_gives_the_supernets_logits(supernet_logits):
     """OneShotSearch.export_child: weights inherited, BN recalibrated for the architecture."""
     from vaenas.data import build_search_data
     from vaenas.config import load_config
     from vaenas.search.oneshot import OneShotConfig, OneShotSearch
-    from vaenas.supernet import clear_group_statistics, recalibrate
 
     config = load_config(None, TINY, cls=OneShotConfig)
     search = OneShotSearch(config, build_search_data(config.data), torch.device("cpu"))
     search.train(until=4)
-    arch = torch.tensor([[3, 1, 2, 1, 4, 3]])
-    child = search.export_child(arch[0]).eval()
-    with recalibrate(search.supernet, 1):
-        for images, _ in search.data.calibration:
-            search.supernet(images, arch)
-    search.supernet.eval()
+    arch = torch.tensor([3, 1, 2, 1, 4, 3])
+    child = search.export_child(arch).eval()
     images = next(iter(search.data.holdout))[0]
     with torch.no_grad():
-        expected = search.supernet(images, arch)
         got = child(images)
-    got = got[-1] if isinstance(got, tuple) else got
-    clear_group_statistics(search.supernet)
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got, supernet_logits(search, arch, images), rtol=1e-4, atol=1e-5)
+
+
+def test_the_found_network_loads_from_the_run_folder_and_the_report_costs_it(tmp_path, supernet_logits):
+    """architecture.json holds the network's options (num_classes and image size included):
+    load_found_network(run) rebuilds child.pt's network, whose logits are the supernet's for the
+    found architecture; the report and architecture.json cost that network (channels 4, 8 px),
+    not the space's default child (16 channels, 5 cells per stage, 32 px: ~1 M parameters)."""
+    from vaenas.config import load_config
+    from vaenas.data import build_search_data
+    from vaenas.search.oneshot import OneShotConfig, OneShotSearch
+    from vaenas.supernet import load_found_network
+
+    run = tmp_path / "run"
+    assert main(TINY + [f"out={run}"]) == 0
+    found = json.loads((run / "architecture.json").read_text())
+    assert found["network"] == {"space": "nasbench201", "tokens": found["tokens"], "image_size": 8,
+                                "options": {"channels": 4, "cells_per_stage": 1, "num_classes": 10}}
+    network = load_found_network(run)
+    assert not network.training
+    params = sum(p.numel() for p in network.parameters())
+    assert found["cost"]["params"] == params < 20_000
+    assert f"params {params}," in (run / "report.md").read_text()
+    config = load_config(run / "config.yaml", [], cls=OneShotConfig)
+    search = OneShotSearch(config, build_search_data(config.data), torch.device("cpu"))
+    search.load_state_dict(_final_state(run))
+    arch = torch.tensor(found["tokens"])
+    images = next(iter(search.data.holdout))[0]
+    with torch.no_grad():
+        got = network(images)
+    torch.testing.assert_close(got, supernet_logits(search, arch, images), rtol=1e-4, atol=1e-5)
+
+
+def test_load_found_network_names_what_is_missing(tmp_path):
+    from vaenas.supernet import FoundNetworkError, load_found_network
+
+    with pytest.raises(FoundNetworkError, match="architecture.json: no such file"):
+        load_found_network(tmp_path)
+    (tmp_path / "architecture.json").write_text(json.dumps({"tokens": [0, 1, 2, 3, 4, 1]}))
+    with pytest.raises(FoundNetworkError, match="no 'network' entry"):
+        load_found_network(tmp_path)
+    network = {"space": "nasbench201", "tokens": [0, 1, 2, 3, 4, 1], "image_size": 8,
+               "options": {"channels": 4, "cells_per_stage": 1, "num_classes": 10}}
+    (tmp_path / "architecture.json").write_text(json.dumps({"network": network}))
+    with pytest.raises(CheckpointError, match="child.pt: no such file"):
+        load_found_network(tmp_path)
+    save_checkpoint(tmp_path / "child.pt", {"classifier.weight": torch.zeros(3, 3)})
+    with pytest.raises(FoundNetworkError, match="does not fit the network"):
+        load_found_network(tmp_path)
 
 
 def test_resume_in_the_middle_of_the_evolution(tmp_path, monkeypatch):

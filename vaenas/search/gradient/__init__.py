@@ -15,6 +15,7 @@ from vaenas.search.gradient.search import (
     most_probable_architecture,
     path_entropy,
     sample_softmax,
+    sample_two_paths,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "most_probable_architecture",
     "path_entropy",
     "sample_softmax",
+    "sample_two_paths",
 ]

@@ -40,12 +40,13 @@ def demo_supernets() -> SupernetConfig:
 @dataclass
 class GradientSection:
     sampling: str = option(
-        "vae", "paths: vae (VAENAS-G: from p_θ, uniform until the first refit) or softmax (plain ProxylessNAS)",
+        "vae", "paths: vae (VAENAS-G: from p_θ from the first step, Algorithm 3) or softmax (plain ProxylessNAS)",
         choices=("vae", "softmax"),
     )
     mode: str = option(
-        "two", "gate gradients: two (the path and one more drawn from softmax(w), ProxylessNAS's memory-light "
-        "mode) or full (every candidate, recomputed in backward)", choices=MODES,
+        "two", "gate gradients: two (the path and one more, ProxylessNAS's memory-light mode: with softmax "
+        "sampling a pair drawn from softmax(w), the path from the pair) or full (every candidate, recomputed in "
+        "backward)", choices=MODES,
     )
     arch_lr: float = option(
         0.05, "Adam learning rate of the architecture logits w (ProxylessNAS: 1e-3 over 120 epochs; the "

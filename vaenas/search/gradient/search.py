@@ -1,10 +1,12 @@
 """The gradient-based VAENAS search, paper Algorithm 3 ("VAENAS-G"), on the one-shot machinery.
 
-    w: one logit per candidate at every position (edge / choice block), Adam (ProxylessNAS)
+    w: one logit per candidate at every position (edge / choice block), Adam per position (ProxylessNAS)
     for i = 1 .. n_iters:
-        α ~ p_θ(α|z)  (uniform until the first refit; softmax(w) for plain ProxylessNAS)   line 2
+        α ~ p_θ(α|z)  (from step 1, the untrained VAE until the first refit; softmax(w)     line 2
+            for plain ProxylessNAS, its two-path binarize in mode two)
         update w on a held-out (validation) batch: binary gates on α, gate-gradient         line 3
-            estimator (vaenas.ops.gated_mixed_op, mode two or full)
+            estimator (vaenas.ops.gated_mixed_op, mode two or full); a position whose
+            op in α is `none` gets no update (ProxylessNAS)
         update the supernet weights on a training batch, path α                             line 4
         if i mod n_vae == 0: N_s architectures ~ U, scored with the one-shot evaluation,    lines 5-9
             VAE.fit_topk
@@ -34,8 +36,10 @@ from torch import Tensor
 
 from vaenas import ops
 from vaenas.data import SearchData
+from vaenas.ops.gated import draw_other_path, draw_two_paths
 from vaenas.sampler.uniform import rejection_sample
 from vaenas.runtime.collectives import check_identical, checksum
+from vaenas.search.gradient.arch_optimizer import PositionAdam
 from vaenas.search.gradient.config import GradientConfig
 from vaenas.search.oneshot import OneShotSearch
 from vaenas.spaces.base import SearchSpace
@@ -120,6 +124,20 @@ def sample_softmax(space: SearchSpace, logits: Tensor, n: int, generator: torch.
     return rejection_sample(draw, space.is_valid, n, space.length, 50, "softmax sampling")
 
 
+def sample_two_paths(space: SearchSpace, logits: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """ProxylessNAS's mode-two paths (vaenas.ops.gated.draw_two_paths at every position): the
+    active architecture LongTensor[1, T] and the inactive op per position [T]; drawn again
+    whole while the active architecture is invalid (as sample_softmax)."""
+    T = space.length
+
+    def draw(count: int) -> Tensor:
+        active, other = draw_two_paths(logits.detach().repeat(count, 1), generator)
+        return torch.cat([active.view(count, T), other.view(count, T)], dim=1)
+
+    rows = rejection_sample(draw, lambda rows: space.is_valid(rows[:, :T]), 1, 2 * T, 50, "softmax sampling (two)")
+    return rows[:, :T], rows[0, T:]
+
+
 def most_probable_architecture(space: SearchSpace, logits: Tensor) -> tuple[Tensor, list[int]]:
     """α* = argmax of w per position, and the positions a repair changed.
 
@@ -165,9 +183,9 @@ class GradientSearch(OneShotSearch):
         super().__init__(config, data, device, world_size, log)
         g = config.gradient
         self.logits = initial_logits(self.space, device)
-        # eps as ProxylessNAS; β1 = 0 by default so a logit off the step's paths gets no momentum update
-        self.arch_optimizer = torch.optim.Adam([self.logits], lr=g.arch_lr, betas=(g.arch_beta1, g.arch_beta2),
-                                               eps=1e-8, weight_decay=0.0)
+        # eps as ProxylessNAS; β1 = 0 by default so a logit off the step's paths gets no momentum update;
+        # one Adam per position, as ProxylessNAS's one parameter per edge (see arch_optimizer)
+        self.arch_optimizer = PositionAdam([self.logits], lr=g.arch_lr, betas=(g.arch_beta1, g.arch_beta2), eps=1e-8)
         arch_batch = g.arch_batch_size or config.data.batch_size
         self.validation = ValidationStream(data.holdout, arch_batch, rank, world_size)
         self.trained: set[tuple[int, ...]] = set()  # distinct architectures trained
@@ -175,31 +193,44 @@ class GradientSearch(OneShotSearch):
         self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct, path_entropy
 
     # --- paths --------------------------------------------------------------------------------
-    def sample_path(self) -> Tensor:
-        """α for this step, LongTensor[1, T] (line 2)."""
-        if self.config.gradient.sampling == "softmax":
-            return sample_softmax(self.space, self.logits, 1, self.arch_generator)
-        sampler = self.vae if self.refits else self.uniform  # uniform until the first refit
-        return sampler.sample(1, self.arch_generator)
+    def sample_path(self) -> tuple[Tensor, Tensor | None]:
+        """α for this step, LongTensor[1, T] (line 2), and in mode two the second path per position [T].
 
-    def gates(self, arch: Tensor) -> tuple[Gates, Tensor | None]:
-        """The step's gates, and mode two's second path per position (drawn from softmax(w))."""
-        if self.config.gradient.mode == "full":
-            return Gates(self.logits, "full"), None
-        other = ops.draw_other_path(self.logits, arch[0], self.arch_generator)
-        return Gates(self.logits, "two", other), other
+        VAENAS-G: α ~ p_θ from the first step (Algorithm 3 line 2; before the first refit the
+        untrained VAE, whose samples are close to uniform: per-position entropy within 0.3 % of
+        log K on NAS-Bench-201, NASNet and ShuffleNet), the second path from softmax(w) without α.
+        ProxylessNAS (sampling=softmax): mode two as its binarize (sample_two_paths), mode full
+        α ~ softmax(w) (sample_softmax)."""
+        g = self.config.gradient
+        if g.sampling == "softmax":
+            if g.mode == "two":
+                return sample_two_paths(self.space, self.logits, self.arch_generator)
+            return sample_softmax(self.space, self.logits, 1, self.arch_generator), None
+        arch = self.vae.sample(1, self.arch_generator)
+        return arch, (draw_other_path(self.logits, arch[0], self.arch_generator) if g.mode == "two" else None)
+
+    def gates(self, other: Tensor | None) -> Gates:
+        """The step's gates: mode two with its second path per position, or full."""
+        return Gates(self.logits, "full") if other is None else Gates(self.logits, "two", other)
+
+    def updated_positions(self, arch: Tensor) -> Tensor:
+        """BoolTensor[T]: the positions whose logits this step updates, those where α's op is not
+        `none` (ProxylessNAS's set_arch_param_grad gives a zero layer's edge no gradient)."""
+        if self.space.zero_token is None:
+            return torch.ones(self.space.length, dtype=torch.bool)
+        return arch[0].cpu() != self.space.zero_token
 
     # --- Algorithm 3 --------------------------------------------------------------------------
-    def arch_step(self, arch: Tensor) -> Tensor:
+    def arch_step(self, arch: Tensor, other: Tensor | None) -> Tensor:
         """Line 3: one Adam step of w on a validation batch through the gated supernet; returns the loss."""
         images, labels = next(self.validation)
         images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-        gates, other = self.gates(arch)
+        images = images.contiguous(memory_format=torch.channels_last)  # as the weight step's (Trainer)
         self.supernet.train()
         self.arch_optimizer.zero_grad(set_to_none=True)
         autocast = self.trainer.autocast_dtype
         with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
-            logits = self.supernet(images, arch, gates=gates)
+            logits = self.supernet(images, arch, gates=self.gates(other))
         loss = F.cross_entropy(logits.float(), labels)
         loss.backward()  # the supernet weights' .grad too: the weight step sets them to None first
         grad = self.logits.grad
@@ -207,8 +238,9 @@ class GradientSearch(OneShotSearch):
             dist.all_reduce(grad)
             grad.div_(self.world_size)
         before = self.logits.detach().clone()
-        self.arch_optimizer.step()
-        if other is not None:  # keep the pair's total probability (ProxylessNAS rescale_updated_arch_param)
+        self.arch_optimizer.step(self.updated_positions(arch))
+        if other is not None:  # keep the pair's total probability (ProxylessNAS rescale_updated_arch_param);
+            # a position left alone (α's op `none`) is unchanged by it: its offset is exactly 0
             pairs = torch.stack([arch[0], other], dim=1).to(self.device)
             with torch.no_grad():
                 self.logits.copy_(ops.rescale_updated_logits(self.logits, before, pairs))
@@ -219,13 +251,13 @@ class GradientSearch(OneShotSearch):
         until = self.config.train.steps if until is None else until
         config = self.config
         while self.step < until:
-            arch = self.sample_path()
+            arch, other = self.sample_path()
             self.arch_digest = hashlib.sha256(self.arch_digest.encode() + arch.numpy().tobytes()).hexdigest()
             self.trained.add(tuple(arch[0].tolist()))
             self.recent = (self.recent + [arch[0].tolist()])[-PATH_WINDOW:]
             if self.on_step is not None:
                 self.on_step(self.step, arch)
-            arch_loss = self.arch_step(arch)
+            arch_loss = self.arch_step(arch, other)
             images, labels = next(self.data.train)
             loss = self.trainer.step(self.step, images, labels, arch)
             self.step += 1
@@ -265,7 +297,7 @@ class GradientSearch(OneShotSearch):
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(),
             "repaired_positions": repaired, "sampling": self.config.gradient.sampling,
             "mode": self.config.gradient.mode, "supernet_score": float(self.score(arch[None])[0]),
-            "cost": self.space.cost(arch), "entropy": mean_entropy(self.logits),
+            "cost": self.cost(arch), "network": self.network(arch), "entropy": mean_entropy(self.logits),
             "max_entropy": float(torch.log(torch.tensor(self.space.vocab_sizes, dtype=torch.float64)).mean()),
             "distinct_trained": len(self.trained), "steps": self.step,
             "probabilities": [[round(float(q), 4) for q in row[:k]] for row, k in zip(p, self.space.vocab_sizes)],
@@ -293,4 +325,7 @@ class GradientSearch(OneShotSearch):
         self.recent = [list(a) for a in mine["recent"]]
 
 
-__all__ = ["GradientSearch", "ValidationStream", "mean_entropy", "most_probable_architecture", "sample_softmax"]
+__all__ = [
+    "GradientSearch", "ValidationStream", "mean_entropy", "most_probable_architecture", "sample_softmax",
+    "sample_two_paths",
+]

@@ -145,10 +145,22 @@ class SearchConfig:
     parents: int = option(8, "top-k of everything evaluated so far that breeds each generation", at_least=1)
     mutation_fraction: float = option(0.5, "share of each generation made by mutation (rest: crossover)",
                                       at_least=0, at_most=1)
-    max_params: float | None = option(None, "parameter limit of a candidate (space.cost, checked before evaluation)",
-                                      above=0)
-    max_flops: float | None = option(None, "FLOPs limit of a candidate (space.cost, checked before evaluation)",
-                                     above=0)
+    mutation: str = option(
+        "spos", "spos (SPOS's rule: every position takes a uniform token with probability 0.1, a mutant differs "
+        "in at least one) or one_position (one position changed to another token, the tabular study's rule)",
+        choices=("spos", "one_position"),
+    )
+    max_params: float | None = option(None, "parameter limit of a candidate's exported network (checked before "
+                                      "evaluation)", above=0)
+    max_flops: float | None = option(None, "FLOPs limit of a candidate's exported network, one image at "
+                                     "data.image_size (checked before evaluation)", above=0)
+    ground_truth: str = option(
+        "auto", "true accuracies for the report's τ and true-accuracy columns: auto (the packaged table of the "
+        "space and data.name: NAS-Bench-201 on cifar10/cifar100, NAS-Bench-101's sample on cifar10; right only "
+        "when the images are that dataset's), none, or a CSV file (.csv or .csv.gz) with a header line "
+        "`tokens,accuracy` and one row per architecture: its tokens as in architecture.json, space-separated "
+        "(e.g. `3 1 2 1 4 3`), and its accuracy in %",
+    )
 
 
 @dataclass

@@ -1,25 +1,28 @@
 """The final search of the one-shot loop (Algorithm 2 lines 13-15): SPOS evolution on supernet scores.
 
-Seeds: N_seeds architectures from the VAE (the paper) or from the uniform sampler (ablation).
-Each generation breeds mutants and crossovers of the top-k of everything evaluated so far with
-vaenas.search.evolution.breed (one quota per operator, duplicates of anything evaluated skipped,
-FLOPs / params limits checked with space.cost by `accept` BEFORE any evaluation), topped up with
-uniform architectures when breeding finds too few. Scores come from a `SupernetOracle`, which
-evaluates each distinct architecture once (shared by the VAE- and uniform-seeded runs: the
-supernet is fixed, so a score is a function of the architecture).
-"""
+Seeds: N_seeds distinct architectures from the VAE (the paper) or from the uniform sampler
+(ablation), repeats redrawn (vaenas.sampler.draw_new) and the rest topped up uniformly, as SPOS
+fills its population with random candidates. Each generation breeds mutants and crossovers of
+the top-k of everything evaluated so far with vaenas.search.evolution.breed (one quota per
+operator, duplicates of anything evaluated skipped, FLOPs / params limits of the exported
+network checked by `accept` BEFORE any evaluation), topped up with uniform architectures when
+breeding finds too few. Mutation: SPOS's rule by default (every position with probability 0.1),
+or one position changed (search.mutation=one_position, the tabular study's rule). Scores come
+from a `SupernetOracle`, which evaluates each distinct architecture once (shared by the VAE- and
+uniform-seeded runs: the supernet is fixed, so a score is a function of the architecture)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Container, Hashable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from vaenas.sampler.distinct import draw_new, first_new
 from vaenas.sampler.uniform import AcceptFn, UniformSampler
-from vaenas.search.evolution import breed
+from vaenas.search.evolution import breed, spos_mutation
 from vaenas.spaces.base import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -27,19 +30,25 @@ logger = logging.getLogger(__name__)
 #: variation candidates per missing child and rounds, for breed: a cost limit rejects some, and
 #: each candidate's space.cost builds its child network once (cached), so fewer than the tabular 32
 _COPIES, _ROUNDS = 4, 4
+#: draws of the uniform top-up (2 candidates per missing architecture each)
+_UNIFORM_ROUNDS = 20
 
 
-def cost_limit(space: SearchSpace, max_params: float | None, max_flops: float | None) -> AcceptFn | None:
-    """accept(archs [M, T]) -> BoolTensor[M]: rows within the params / FLOPs limits (space.cost)."""
+#: cost(arch [T]) -> {'params': ..., 'flops': ...} of the network the search exports for arch
+CostFn = Callable[[Tensor], dict[str, float]]
+
+
+def cost_limit(cost: CostFn, max_params: float | None, max_flops: float | None) -> AcceptFn | None:
+    """accept(archs [M, T]) -> BoolTensor[M]: rows whose cost(arch) is within the params / FLOPs limits."""
     if max_params is None and max_flops is None:
         return None
 
     def accept(archs: Tensor) -> Tensor:
         keep = []
         for arch in archs:
-            cost = space.cost(arch)
-            keep.append((max_params is None or cost["params"] <= max_params)
-                        and (max_flops is None or cost["flops"] <= max_flops))
+            counted = cost(arch)
+            keep.append((max_params is None or counted["params"] <= max_params)
+                        and (max_flops is None or counted["flops"] <= max_flops))
         return torch.tensor(keep, dtype=torch.bool)
 
     return accept
@@ -69,11 +78,17 @@ class SupernetOracle:
         return torch.tensor([self.cache[k] for k in keys], dtype=torch.float64)
 
 
+#: the evolution's mutation rules: SPOS's own (every position with probability 0.1) or one position
+MUTATIONS = ("spos", "one_position")
+
+
 class Evolution:
     """SPOS evolution from given seeds, one generation per `step()`; resumable (state_dict).
 
     history: every architecture it evaluated [Q, T] and its supernet score [Q], in order;
-    curve: best score after each generation (generation 0 = the seeds).
+    curve: best score after each generation (generation 0 = the seeds); uniform_topups: the
+    architectures drawn uniformly because the seeds held repeats or breeding found too few.
+    mutation: "spos" (vaenas.search.evolution.spos_mutation) or "one_position" (space.mutate).
     """
 
     def __init__(
@@ -86,9 +101,11 @@ class Evolution:
         mutation_fraction: float,
         generator: torch.Generator,
         accept: AcceptFn | None = None,
+        mutation: str = "spos",
     ) -> None:
         self.space, self.oracle, self.accept = space, oracle, accept
         self.population, self.parents, self.mutation_fraction = population, parents, mutation_fraction
+        self._set_mutation(mutation)
         self.generator = generator
         self.archs = torch.empty(0, space.length, dtype=torch.long)
         self.scores = torch.empty(0, dtype=torch.float64)
@@ -96,33 +113,32 @@ class Evolution:
         self.generation = 0
         self.uniform_topups = 0
 
+    def _set_mutation(self, mutation: str) -> None:
+        if mutation not in MUTATIONS:
+            raise ValueError(f"mutation must be one of {', '.join(MUTATIONS)}, got {mutation!r}")
+        self.mutation = mutation
+        self.mutate = spos_mutation(self.space) if mutation == "spos" else None  # None: breed uses space.mutate
+
     def _add(self, archs: Tensor) -> None:
         self.archs = torch.cat([self.archs, archs])
         self.scores = torch.cat([self.scores, self.oracle.score(archs)])
         self.curve.append(float(self.scores.max()))
 
-    def _new_uniform(self, n: int, seen: set) -> Tensor:
-        """Up to n new (not in `seen`, distinct) accepted architectures from the uniform sampler."""
-        rows: list[Tensor] = []
+    def _top_up(self, found: Tensor, n: int, seen: Container[Hashable]) -> Tensor:
+        """found [F, T] followed by new (not in `seen`, distinct) accepted uniform architectures,
+        up to n rows (SPOS fills its population with random candidates); counted in uniform_topups."""
         uniform = UniformSampler(self.space)
-        for _ in range(20):
-            if len(rows) >= n:
-                break
-            candidates = uniform.sample(2 * n, self.generator, self.accept)
-            for arch, key in zip(candidates, self.space.canonical_key(candidates)):
-                if key not in seen and len(rows) < n:
-                    seen.add(key)
-                    rows.append(arch)
-        return torch.stack(rows) if rows else torch.empty(0, self.space.length, dtype=torch.long)
+        rows = draw_new(lambda m, _: uniform.sample(m, self.generator, self.accept), n, self.space,
+                        rounds=_UNIFORM_ROUNDS, seen=seen, found=found)
+        self.uniform_topups += len(rows) - len(found)
+        return rows
 
-    def seed(self, seeds: Tensor) -> None:
-        """Generation 0: the distinct rows of seeds [S, T] (already within the limits), evaluated."""
-        keep, seen = [], set()
-        for row, key in enumerate(self.space.canonical_key(seeds)):
-            if key not in seen:
-                seen.add(key)
-                keep.append(row)
-        self._add(seeds[torch.tensor(keep)])
+    def seed(self, seeds: Tensor, size: int | None = None) -> None:
+        """Generation 0: the distinct rows of seeds [S, T] (already within the limits), topped up
+        uniformly to `size` rows (default S) when they hold repeats, evaluated."""
+        size = len(seeds) if size is None else size
+        distinct = first_new(seeds, self.space.canonical_key(seeds), (), size)
+        self._add(self._top_up(distinct, size, ()))
         self.generation = 1
 
     def step(self) -> None:
@@ -132,15 +148,9 @@ class Evolution:
         seen = set(self.space.canonical_key(self.archs))
         mutants, crossovers = breed(
             self.space, top, n_mutants, self.population - n_mutants, self.generator,
-            seen=seen, accept=self.accept, copies=_COPIES, rounds=_ROUNDS,
+            seen=seen, accept=self.accept, copies=_COPIES, rounds=_ROUNDS, mutate=self.mutate,
         )
-        children = torch.cat([mutants, crossovers])
-        missing = self.population - len(children)
-        if missing > 0:  # SPOS tops up a generation with random architectures
-            seen.update(self.space.canonical_key(children))
-            extra = self._new_uniform(missing, seen)
-            self.uniform_topups += len(extra)
-            children = torch.cat([children, extra])
+        children = self._top_up(torch.cat([mutants, crossovers]), self.population, seen)
         self._add(children)
         self.generation += 1
 
@@ -152,7 +162,7 @@ class Evolution:
         return {
             "archs": self.archs.clone(), "scores": self.scores.clone(), "curve": list(self.curve),
             "generation": self.generation, "uniform_topups": self.uniform_topups,
-            "generator": self.generator.get_state(),
+            "generator": self.generator.get_state(), "mutation": self.mutation,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -160,6 +170,7 @@ class Evolution:
         self.curve, self.generation = list(state["curve"]), int(state["generation"])
         self.uniform_topups = int(state["uniform_topups"])
         self.generator.set_state(state["generator"])
+        self._set_mutation(str(state["mutation"]))  # the rule the evolution was started with
         # the evaluated architectures' scores are known: no evaluation repeats after a resume
         for key, value in zip(self.space.canonical_key(self.archs), self.scores.tolist()):
             self.oracle.cache.setdefault(key, value)

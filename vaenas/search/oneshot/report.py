@@ -52,18 +52,33 @@ def _f(value: Any, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+def network_cost(summary: dict[str, Any]) -> str:
+    """'params P, FLOPs F (one image at S px)' of the exported network a summary describes."""
+    cost, network = summary["cost"], summary["network"]
+    size = network["image_size"]
+    return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image)"
+
+
+def ground_truth_line(summary: dict[str, Any]) -> str:
+    """Where the report's true accuracies and τ come from, and how to change it."""
+    if "ground_truth" not in summary:
+        return "  ground truth: none (no table for this space and data, or search.ground_truth=none)"
+    return (f"  ground truth (true accuracy, τ): {summary['ground_truth']} "
+            "(search.ground_truth=none turns it off; a CSV of tokens and accuracy gives your own)")
+
+
 def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, run_dir: Path) -> str:
     """The short report printed at the end and written to report.md."""
     lines = [
         "# One-shot VAENAS (Algorithm 2)", "",
         f"found architecture ({summary['found_by']}-seeded evolution): `{summary['tokens']}`",
         f"  {summary['architecture']}",
-        f"  supernet accuracy {_f(summary['supernet_score'])} %, params {summary['cost']['params']:.0f}, "
-        f"FLOPs {summary['cost']['flops']:.3g}",
+        f"  supernet accuracy {_f(summary['supernet_score'])} %; exported network (child.pt): "
+        f"{network_cost(summary)}",
     ]
     if "true_accuracy" in summary:
-        lines.append(f"  true accuracy (packaged table) {_f(summary['true_accuracy'])} % "
-                     f"(best in the table {_f(summary['table_best'])} %)")
+        lines.append(f"  true accuracy {_f(summary['true_accuracy'])} % (best in the table {_f(summary['table_best'])} %)")
+    lines.append(ground_truth_line(summary))
     lines += ["", "## Supernet accuracy of VAE vs uniform samples at each refit (Fig. 2 on the supernet)", "",
               "| step | ε | Γ samples mean / max | VAE mean / max | uniform mean / max | τ (true) |",
               "|---:|---:|---:|---:|---:|---:|"]

@@ -27,22 +27,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaenas.data import SearchData
-from vaenas.groundtruth import kendall_tau, table_for
+from vaenas.data import DataError, SearchData
+from vaenas.groundtruth import GroundTruthError, ground_truth, kendall_tau
 from vaenas.runtime import rng_state, set_rng_state
 from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate
-from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler
+from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler, draw_new
 from vaenas.search.oneshot.config import OneShotConfig
 from vaenas.search.oneshot.final_search import Evolution, SupernetOracle, cost_limit
 from vaenas.search.oneshot.train import Trainer
 from vaenas.spaces import get_space
-from vaenas.supernet import clear_group_statistics, get_supernet, recalibrate
+from vaenas.supernet import clear_group_statistics, get_supernet, network_description, recalibrate
 from vaenas.supernet.evaluation import evaluate_architectures
 
 logger = logging.getLogger(__name__)
 
 #: seed offsets of the independent random streams derived from run.seed
 _VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
+#: draws of the evolution's seeds, and the temperature factor of each further draw (the tabular
+#: loop's DRAW_ROUNDS and temperature_growth defaults)
+_SEED_ROUNDS, _SEED_GROWTH = 8, 1.2
 
 
 class OneShotSearch:
@@ -84,8 +87,11 @@ class OneShotSearch:
             weight_decay=t.weight_decay, label_smoothing=t.label_smoothing, steps=t.steps, schedule=t.schedule,
             device=device, bf16=t.bf16, world_size=world_size,
         )
-        self.accept = cost_limit(self.space, config.search.max_params, config.search.max_flops)
-        self.benchmark = table_for(config.space, config.data.name)
+        self.accept = cost_limit(self.cost, config.search.max_params, config.search.max_flops)
+        try:
+            self.benchmark = ground_truth(config.search.ground_truth, config.space, config.data.name)
+        except GroundTruthError as error:  # a bad file of one's own: bad data, one line (exit status 1)
+            raise DataError(f"search.ground_truth: {error}") from None
         self.oracle = SupernetOracle(self.space, self.score)
         self.step = 0  # training steps done
         self.arch_digest = ""  # chained sha256 of every architecture trained, in order
@@ -94,6 +100,17 @@ class OneShotSearch:
         self.evolutions: dict[str, Evolution] = {}
         self.seedings = ["vae", "uniform"] if config.search.seeding == "both" else [config.search.seeding]
         self.on_step: Callable[[int, Tensor], None] | None = None  # tests: (step, archs [G, T])
+
+    # --- the exported network -----------------------------------------------------------------
+    def cost(self, arch: Tensor) -> dict[str, float]:
+        """{'params', 'flops'} of the network export_child gives for arch [T]: the space's child
+        with this supernet's options (width / channels / cells, num_classes of the data), its
+        FLOPs counted on one image at the data's size. The search limits and the reports use it."""
+        return self.space.cost(arch, image_size=self.data.image_size, **self.supernet.child_options())
+
+    def network(self, arch: Tensor) -> dict[str, Any]:
+        """architecture.json's "network" entry of arch [T]: what load_found_network rebuilds it from."""
+        return network_description(self.supernet, arch, self.data.image_size)
 
     # --- scoring ------------------------------------------------------------------------------
     def _score_here(self, archs: Tensor) -> Tensor:
@@ -171,20 +188,33 @@ class OneShotSearch:
 
     # --- final search (lines 13-15) -----------------------------------------------------------
     def start_search(self) -> None:
-        """Draw the seeds of every evolution of search.seeding and score them (generation 0)."""
+        """Draw the seeds of every evolution of search.seeding and score them (generation 0).
+
+        N_seeds distinct architectures: the sampler (the VAE at temperature 1, p_θ itself, line
+        13) is drawn again, each time _SEED_GROWTH hotter, while its draws repeat (a fitted VAE
+        concentrates: 16 draws held 3 distinct architectures before), as the tabular loop draws
+        its rounds (vaenas.sampler.draw_new); what _SEED_ROUNDS draws cannot find is topped up
+        uniformly (Evolution.seed), as SPOS fills its population with random candidates."""
         s = self.config.search
         for index, seeding in enumerate(self.seedings):
             if seeding in self.evolutions:
                 continue
             generator = torch.Generator().manual_seed(self.config.run.seed + _SEARCH_STREAM + index)
-            sampler = self.vae if seeding == "vae" else self.uniform
-            seeds = sampler.sample(s.seeds, generator, accept=self.accept)  # limits checked before scoring
+            if seeding == "vae":
+                def sample(m: int, temperature: float) -> Tensor:
+                    return self.vae.sample(m, generator, temperature, accept=self.accept)  # limits checked first
+            else:
+                def sample(m: int, temperature: float) -> Tensor:
+                    return self.uniform.sample(m, generator, accept=self.accept)
+            seeds = draw_new(sample, s.seeds, self.space, rounds=_SEED_ROUNDS, growth=_SEED_GROWTH)
             evolution = Evolution(
                 self.space, self.oracle, population=s.population, parents=s.parents,
-                mutation_fraction=s.mutation_fraction, generator=generator, accept=self.accept,
+                mutation_fraction=s.mutation_fraction, generator=generator, accept=self.accept, mutation=s.mutation,
             )
-            evolution.seed(seeds)
+            evolution.seed(seeds, size=s.seeds)
             self.evolutions[seeding] = evolution
+            self.log({"kind": "seeds", "seeding": seeding, "drawn_distinct": len(seeds),
+                      "uniform_topups": evolution.uniform_topups})
             self._log_generation(seeding, evolution)
 
     def search_step(self) -> bool:
@@ -211,8 +241,10 @@ class OneShotSearch:
         arch, score = self.evolutions[found_by].best()
         summary: dict[str, Any] = {
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(), "found_by": found_by,
-            "supernet_score": score, "cost": self.space.cost(arch), "evolutions": {},
+            "supernet_score": score, "cost": self.cost(arch), "network": self.network(arch), "evolutions": {},
         }
+        if self.benchmark is not None:
+            summary["ground_truth"] = self.benchmark.source
         for seeding, evolution in self.evolutions.items():
             best, best_score = evolution.best()
             entry: dict[str, Any] = {"best_score": best_score, "tokens": best.tolist(), "evaluated": len(evolution.archs),

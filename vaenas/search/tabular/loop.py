@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from vaenas.sampler import MixtureSampler, VAESampler
-from vaenas.search.evolution import DRAW_ROUNDS, TabularOracle, UniverseSampler, fill_with_new, new_from, top_up_uniformly
+from vaenas.sampler import MixtureSampler, VAESampler, draw_new
+from vaenas.search.evolution import DRAW_ROUNDS, TabularOracle, UniverseSampler, fill_with_new, top_up_uniformly
 from vaenas.search.tabular.config import TabularConfig
 from vaenas.search.tabular.results import LoopRound
 
@@ -54,28 +53,23 @@ def vaenas_loop(config: TabularConfig, oracle: TabularOracle, seed: int, generat
         queried = set(oracle.queried_keys())
         drawn, repeats = 0, 0
 
-        def drawing_from(start: float, temperatures: list[float]) -> Callable[[int], Tensor]:
-            """draw(m): m rows of Γ, each call of the round `temperature_growth` times hotter
-            (its temperatures appended to `temperatures`)."""
-
-            def draw(m: int) -> Tensor:
-                nonlocal drawn, repeats
-                temperatures.append(start * anytime.temperature_growth ** len(temperatures))
-                rows = mixture.sample(m, generator, temperatures[-1], benchmark.contains,
-                                      config.study.max_rounds)
-                drawn += m
-                repeats += sum(key in queried for key in space.canonical_key(rows))
-                return rows
-
-            return draw
+        def draw(m: int, temperature: float) -> Tensor:
+            """m rows of Γ at `temperature` (draw_new raises it `temperature_growth` times per call)."""
+            nonlocal drawn, repeats
+            rows = mixture.sample(m, generator, temperature, benchmark.contains, config.study.max_rounds)
+            drawn += m
+            repeats += sum(key in queried for key in space.canonical_key(rows))
+            return rows
 
         before, size = oracle.used, min(anytime.round_size, oracle.remaining)
         exploring = math.floor(anytime.explore_share * size + 0.5)
         close_temperatures: list[float] = []
-        new = new_from(oracle, drawing_from(anytime.temperature, close_temperatures), size - exploring,
-                       anytime.draw_rounds, anytime.draw_factor)
-        new = new_from(oracle, drawing_from(anytime.explore_temperature, []), len(new) + exploring,
-                       anytime.draw_rounds, anytime.draw_factor, found=new)
+        new = draw_new(draw, size - exploring, space, rounds=anytime.draw_rounds, factor=anytime.draw_factor,
+                       seen=oracle.queried_keys(), temperature=anytime.temperature,
+                       growth=anytime.temperature_growth, temperatures=close_temperatures)
+        new = draw_new(draw, len(new) + exploring, space, rounds=anytime.draw_rounds, factor=anytime.draw_factor,
+                       seen=oracle.queried_keys(), found=new, temperature=anytime.explore_temperature,
+                       growth=anytime.temperature_growth)
         accuracy = benchmark.accuracy(new).mean().item() if len(new) else math.nan
         oracle.query(top_up_uniformly(oracle, new, size))
         temperature = close_temperatures[-1] if close_temperatures else anytime.temperature

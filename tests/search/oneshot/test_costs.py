@@ -1,0 +1,68 @@
+"""The cost a search limits and reports is the cost of the network it exports (its supernet's
+options, the data's classes and image size), not that of the space's default child."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vaenas.config import load_config
+from vaenas.data import build_search_data
+from vaenas.search.gradient import GradientConfig, GradientSearch
+from vaenas.search.oneshot import OneShotConfig, OneShotSearch
+from vaenas.spaces import get_space
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
+#: the data of a tiny run (digits: 10 classes)
+DATA = ["progress=false", "data.batch_size=16", "data.holdout=32", "data.calibration_images=16",
+        "data.eval_batch_size=32", "eval.group_size=4"]
+
+
+def counted(module: torch.nn.Module, image_size: int) -> dict[str, float]:
+    """Trainable parameters and forward FLOPs of one image, counted on the module itself."""
+    params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module.eval()(torch.randn(1, 3, image_size, image_size))
+    return {"params": float(params), "flops": float(counter.get_total_flops())}
+
+
+def _search(cls, config_cls, overrides):
+    config = load_config(None, DATA + overrides, cls=config_cls)
+    return cls(config, build_search_data(config.data), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("cls, config_cls, overrides", [
+    (OneShotSearch, OneShotConfig, ["space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8"]),
+    (OneShotSearch, OneShotConfig, ["space=shufflenet", "supernet.shufflenet.width=0.25",
+                                    "supernet.shufflenet.small_input=true", "data.image_size=32"]),
+    (GradientSearch, GradientConfig, ["space=nasnet", "supernet.nasnet.C=4", "supernet.nasnet.layers=3",
+                                      "data.image_size=16", "gradient.baseline=false"]),
+], ids=["oneshot-nasbench201", "oneshot-shufflenet", "gradient-nasnet"])
+def test_the_search_costs_the_network_it_exports(cls, config_cls, overrides):
+    search = _search(cls, config_cls, overrides)
+    size = search.data.image_size
+    for arch in search.space.sample(3, torch.Generator().manual_seed(0)):
+        child = search.supernet.export_child(arch)
+        assert search.cost(arch) == counted(child, size)
+        assert child.state_dict().keys() == search.space.build_child(arch, **search.network(arch)["options"]).state_dict().keys()
+    default = search.space.cost(arch)  # the space's default child at its default size: far off
+    assert default["params"] > 2 * search.cost(arch)["params"]
+
+
+def test_a_flops_limit_applies_to_the_exported_network():
+    """A limit at the exported networks' largest FLOPs (every edge a 3x3 conv) passes every
+    candidate (before: the default child's FLOPs, ~100x more, rejected everything, and the search
+    failed after training)."""
+    largest = get_space("nasbench201").cost(torch.full((6,), 3), image_size=8, channels=4, cells_per_stage=1,
+                                            num_classes=10)["flops"]
+    search = _search(OneShotSearch, OneShotConfig, [
+        "space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8", "search.seeds=4",
+        "search.seeding=vae", "search.population=2", "search.parents=2", "search.generations=1",
+        f"search.max_flops={largest}"])
+    assert search.cost(torch.full((6,), 3))["flops"] == largest
+    search.start_search()
+    while search.search_step():
+        pass
+    assert len(search.evolutions["vae"].archs) == 6 and search.result()["cost"]["flops"] <= largest
