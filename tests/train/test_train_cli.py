@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from retrain_helpers import small_run
 
 from vaenas.runtime import RunFolder, load_checkpoint
+from vaenas.spaces import get_space
 
 
 @pytest.mark.parametrize("space", ["nasbench201", "nasnet", "shufflenet", "nasbench101"])
@@ -33,6 +35,11 @@ def test_one_epoch_of_each_space(space, cifar_root, arch_file, retrain, tmp_path
     assert saved["space"] == space and saved["source"].endswith(f"{space}.json")
     config = (out / "config.yaml").read_text()
     assert "method: retrain" in config and "calibration_images" not in config
+    # the space's cost model, for the network as trained (its options, 32 px) and deployed (no auxiliary head)
+    deployed = {**results["network"], **({"auxiliary": False, "drop_path": False} if space == "nasnet" else {})}
+    assert results["cost"] == get_space(space).cost(torch.tensor(results["tokens"]), 32, **deployed)
+    trained = sum(tensor.numel() for key, tensor in weights.items() if "running_" not in key and "num_batches" not in key)
+    assert (results["cost"]["params"] < trained) == (space == "nasnet")
     if space == "nasbench101":  # 160 training images, 40 held out for validation, as the benchmark's 40k/10k
         assert results["results"]["valid"]["images"] == 40
         truth = results["ground_truth"]

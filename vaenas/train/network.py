@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from vaenas.config import ConfigError
 from vaenas.train.architecture import Architecture
@@ -88,12 +87,7 @@ def set_bn_momentum(model: nn.Module, momentum: float) -> None:
 
 
 def deployed_cost(architecture: Architecture, options: dict[str, Any], image_size: int) -> dict[str, float]:
-    """{'params', 'flops'} of the network as it is deployed (no auxiliary head, no drop path: eval mode) on
-    one image of side `image_size`, counted as space.cost counts them (trainable parameters; FLOPs of
-    torch.utils.flop_counter, 2 per multiply-add) but with this network's options and image size."""
+    """{'params', 'flops'} of the network as it is deployed (no auxiliary head, no drop path) on one image of
+    side `image_size`: the space's cost model (SearchSpace.cost) with this network's options."""
     deployed = {**options, **({"auxiliary": False, "drop_path": False} if architecture.space == "nasnet" else {})}
-    model = architecture.search_space().build_child(architecture.tensor(), **deployed).eval()
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, image_size, image_size))
-    return {"params": float(params), "flops": float(counter.get_total_flops())}
+    return architecture.search_space().cost(architecture.tensor(), image_size, **deployed)
