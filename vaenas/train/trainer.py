@@ -74,6 +74,7 @@ class Retrainer:
         self.step = 0
         self.epoch_sums = torch.zeros(SUMS, dtype=torch.float64, device=device)
         self.window_sums = torch.zeros(SUMS, dtype=torch.float64, device=device)
+        self._counts: dict[int, Tensor] = {}
         # the images/s of the metrics: training steps of this process since the last epoch end (not saved)
         self.train_seconds, self.timed_images = 0.0, 0
         # the weights above come from the caller's seed; dropout and drop path from here on draw from a
@@ -130,11 +131,17 @@ class Retrainer:
             self.ema.update_parameters(self.model)
         with torch.no_grad():
             hits = (logits.argmax(1) == labels).sum()
-            sums = torch.stack([loss.detach().double() * len(labels), hits.double(),
-                                torch.tensor(float(len(labels)), dtype=torch.float64, device=self.device)])
+            sums = torch.stack([loss.detach().double() * len(labels), hits.double(), self._count(len(labels))])
             self.epoch_sums += sums
             self.window_sums += sums
         self.step += 1
+
+    def _count(self, images: int) -> Tensor:
+        """`images` as a float64 tensor on the device, made once per value: a new one every step would be a
+        host-to-device copy, which waits for the GPU."""
+        if images not in self._counts:
+            self._counts[images] = torch.tensor(float(images), dtype=torch.float64, device=self.device)
+        return self._counts[images]
 
     def _global(self, sums: Tensor) -> list[float]:
         """The sums of every rank (one all-reduce), as floats."""
@@ -210,8 +217,7 @@ class Retrainer:
             best = logits.topk(top, dim=1).indices
             hits = best == labels[:, None]
             sums += torch.stack([hits[:, 0].sum().double(), hits.any(1).sum().double(),
-                                 F.cross_entropy(logits, labels, reduction="sum").double(),
-                                 torch.tensor(float(len(labels)), dtype=torch.float64, device=self.device)])
+                                 F.cross_entropy(logits, labels, reduction="sum").double(), self._count(len(labels))])
         top1, top5, loss, seen = self._global(sums)
         return {"top1": 100 * top1 / seen, "top5": 100 * top5 / seen, "loss": loss / seen, "images": int(seen)}
 
