@@ -71,6 +71,20 @@ step oneshot_smoke 90 "$PYTHON" -m vaenas.search method=oneshot progress=false t
     vaenas.refit_every=100 search.generations=1 --out "$LOG_DIR/oneshot_smoke"
 tail -n 12 "$LOG_DIR/oneshot_smoke.log"
 
+# Retraining (issue 20): DARTS V2 (C=36, 20 cells, batch 96, 32 px) training images/s of vaenas.train's loop
+# (bf16, channels-last, compiled: the compilation is in the warm-up steps) against a DARTS-style fp32 eager
+# loop with an .item() per step; then the CLI on the GPU: 2 digits epochs of a NASNet child with auxiliary
+# head and drop path, stopped mid-run and resumed (CUDA random streams in the checkpoint).
+step bench_train 240 "$PYTHON" -m pytest bench/ -m cuda -k retraining -q -v --benchmark-json="$LOG_DIR/bench_train.json"
+sed -n '/supernet: throughput/,/^$/p' "$LOG_DIR/bench_train.log"
+echo '{"space": "nasnet", "tokens": [4, 3, 5, 0, 3, 0, 7, 1, 0, 0, 4, 4, 0, 2, 2, 2, 0, 3, 1, 0, 0, 3, 2, 0, 0, 3, 0, 4]}' \
+    > "$LOG_DIR/retrain_arch.json"
+RETRAIN=(arch="$LOG_DIR/retrain_arch.json" recipe=digits progress=false train.device=cuda train.epochs=2
+         data.image_size=32 train.auxiliary_weight=0.4 train.drop_path=0.2 train.ema_decay=0.99)
+step retrain_smoke 90 "$PYTHON" -m vaenas.train "${RETRAIN[@]}" run.stop_at=30 --out "$LOG_DIR/retrain_smoke"
+step retrain_resume 90 "$PYTHON" -m vaenas.train --resume "$LOG_DIR/retrain_smoke"
+tail -n 8 "$LOG_DIR/retrain_resume.log"
+
 if [ ${#failed[@]} -ne 0 ]; then
     echo "FAILED: ${failed[*]}"
     exit 1

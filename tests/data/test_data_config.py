@@ -25,7 +25,7 @@ from vaenas.data.transforms import NORMALIZATION, ImageNetEval, ImageNetTrain, t
         (dict(batch_size=0), r"data.batch_size: expected an integer >= 1, got 0"),
         (dict(image_size=True), r"data.image_size: expected an integer >= 1"),
         (dict(workers=-1), r"data.workers: expected an integer >= 0"),
-        (dict(holdout=0), r"data.holdout: a count must be >= 1"),
+        (dict(holdout=-1), r"data.holdout: a count must be >= 0 \(0: no held-out images\)"),
         (dict(holdout=1.0), r"data.holdout: a fraction must lie in \(0, 1\)"),
         (dict(holdout="10%"), r"data.holdout: expected a count"),
     ],
@@ -43,6 +43,7 @@ def test_every_option_has_help_for_the_cli():
     "options, rank, world_size, message",
     [
         (dict(holdout=1797), 0, 1, r"data.holdout: 1797 holds out 1797 of the 1797"),
+        (dict(holdout=0), 0, 1, r"data.holdout: 0 leaves no held-out images to score candidate architectures on"),
         (dict(calibration_images=5000), 0, 1, r"data.calibration_images: 5000 exceeds the 1617"),
         (dict(batch_size=1000), 0, 2, r"data.batch_size: 2 rank\(s\) x 1000 images exceed the 1617"),
         (dict(), 2, 2, r"rank 2 is not in 0..1"),

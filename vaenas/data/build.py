@@ -1,4 +1,6 @@
-"""`build_search_data`: the one entry point, from a DataConfig and a rank to the loaders a one-shot search uses."""
+"""From a DataConfig and a rank to the loaders a job reads: `build_search_data` (a one-shot search:
+training stream, held-out, calibration and test sets, the same on every rank) and `build_training_data`
+(a retraining: training stream, held-out and test sets split across the ranks)."""
 
 from __future__ import annotations
 
@@ -41,38 +43,105 @@ class SearchData:
     classes: tuple[str, ...]
 
 
-def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) -> SearchData:
-    """The search data of `config` for global rank `rank` of `world_size` (torchrun's RANK / WORLD_SIZE).
+@dataclass
+class TrainingData:
+    """What a retraining reads. Every batch: (images float32 [B, 3, S, S] normalised, labels int64 [B]).
 
-    DataError naming the path or key: missing or malformed data, a hold-out or calibration size the
-    training split cannot give, a batch size larger than the training split.
+    train:   this rank's endless, sharded, augmented training stream (as SearchData.train), minus the
+             held-out images
+    holdout: this rank's share of the held-out training images (rank r of W: every W-th image from
+             the r-th), or None when data.holdout is 0
+    test:    this rank's share of the dataset's own test split, or None (digits, or config.load_test false)
+    The shares of the ranks are disjoint and cover their set: sums over the ranks (correct answers,
+    losses, counts) are the whole set's.
+    num_classes, image_size (S), in_channels (3), classes (class names, label order)
     """
+
+    train: TrainLoader
+    holdout: EvalLoader | None
+    test: EvalLoader | None
+    num_classes: int
+    image_size: int
+    in_channels: int
+    classes: tuple[str, ...]
+
+
+def _check_rank(rank: int, world_size: int) -> None:
     if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
         raise DataError(f"world size must be an integer >= 1, got {world_size!r}")
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise DataError(f"rank {rank!r} is not in 0..{world_size - 1} (world size {world_size})")
+
+
+class _Loaders:
+    """The loader classes of the configured backend, built with the config's batch, worker and cache settings."""
+
+    def __init__(self, config: DataConfig) -> None:
+        self.config = config
+        self.pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
+        self.train_class, self.eval_class = TrainLoader, EvalLoader
+        if dali.resolve_backend(config.backend, config.name) == "dali":
+            self.train_class, self.eval_class = dali.DaliTrainLoader, dali.DaliEvalLoader
+
+    def train(self, dataset: Dataset, indices: np.ndarray, rank: int, world_size: int) -> TrainLoader:
+        config = self.config
+        return self.train_class(
+            dataset, indices, batch_size=config.batch_size, rank=rank, world_size=world_size,
+            seed=config.seed, workers=config.workers, pin_memory=self.pin,
+        )
+
+    def evaluation(self, dataset: Dataset, indices: np.ndarray) -> EvalLoader:
+        config = self.config
+        return self.eval_class(
+            dataset, indices, batch_size=config.eval_batch_size, image_size=config.size,
+            workers=config.workers, pin_memory=self.pin, cache_bytes=config.eval_cache_mb << 20,
+        )
+
+
+def build_search_data(config: DataConfig, rank: int = 0, world_size: int = 1) -> SearchData:
+    """The search data of `config` for global rank `rank` of `world_size` (torchrun's RANK / WORLD_SIZE).
+
+    DataError naming the path or key: missing or malformed data, a hold-out or calibration size the
+    training split cannot give (a search needs held-out images: data.holdout 0 is refused), a batch
+    size larger than the training split.
+    """
+    _check_rank(rank, world_size)
+    if config.holdout == 0:
+        raise DataError("data.holdout: 0 leaves no held-out images to score candidate architectures on; "
+                        "a search needs some (a count or a fraction)")
     train_set, test_set, classes = _datasets(config)
     train_idx, holdout_idx = holdout_split(len(train_set), config.holdout, config.seed)
     calibration_idx = calibration_subset(train_idx, config.calibration_images, config.seed)
-    pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
-    train_loader, eval_loader = TrainLoader, EvalLoader
-    if dali.resolve_backend(config.backend, config.name) == "dali":
-        train_loader, eval_loader = dali.DaliTrainLoader, dali.DaliEvalLoader
-
-    def evaluation(dataset: Dataset, indices: np.ndarray) -> EvalLoader:
-        return eval_loader(
-            dataset, indices, batch_size=config.eval_batch_size, image_size=config.size,
-            workers=config.workers, pin_memory=pin, cache_bytes=config.eval_cache_mb << 20,
-        )
-
+    loaders = _Loaders(config)
     return SearchData(
-        train=train_loader(
-            train_set, train_idx, batch_size=config.batch_size, rank=rank, world_size=world_size,
-            seed=config.seed, workers=config.workers, pin_memory=pin,
-        ),
-        holdout=evaluation(train_set, holdout_idx),
-        calibration=evaluation(train_set, calibration_idx),
-        test=None if test_set is None else evaluation(test_set, np.arange(len(test_set))),
+        train=loaders.train(train_set, train_idx, rank, world_size),
+        holdout=loaders.evaluation(train_set, holdout_idx),
+        calibration=loaders.evaluation(train_set, calibration_idx),
+        test=None if test_set is None else loaders.evaluation(test_set, np.arange(len(test_set))),
+        num_classes=len(classes),
+        image_size=config.size,
+        in_channels=3,
+        classes=classes,
+    )
+
+
+def build_training_data(config: DataConfig, rank: int = 0, world_size: int = 1) -> TrainingData:
+    """The retraining data of `config` for global rank `rank` of `world_size`: the training split
+    minus data.holdout images (0: the whole split), and this rank's shares of the held-out and test
+    sets (TrainingData). The held-out split is the one build_search_data makes with the same config.
+
+    DataError naming the path or key, as build_search_data (data.calibration_images is not used).
+    """
+    _check_rank(rank, world_size)
+    train_set, test_set, classes = _datasets(config)
+    train_idx, holdout_idx = holdout_split(len(train_set), config.holdout, config.seed)
+    loaders = _Loaders(config)
+    holdout = loaders.evaluation(train_set, holdout_idx[rank::world_size]) if len(holdout_idx) else None
+    test = None if test_set is None else loaders.evaluation(test_set, np.arange(len(test_set))[rank::world_size])
+    return TrainingData(
+        train=loaders.train(train_set, train_idx, rank, world_size),
+        holdout=holdout,
+        test=test,
         num_classes=len(classes),
         image_size=config.size,
         in_channels=3,

@@ -51,7 +51,8 @@ class DataConfig:
     holdout: int | float = _option(
         0.1,
         "training images held out to score candidate architectures: a count (int) or a fraction "
-        "in (0, 1) (float) of the training split; chosen by the seed, never trained on",
+        "in (0, 1) (float) of the training split; chosen by the seed, never trained on (0: none, for a "
+        "retraining on the whole split; a search needs some)",
     )
     calibration_images: int = _option(
         1024, "training images (not held out) used to recalibrate batch-norm statistics; fixed by the seed"
@@ -128,8 +129,8 @@ def _check_color_jitter(value: Any, name: str) -> None:
 def _check_holdout(value: Any) -> None:
     # an int is a count and a float a fraction, so 1 and 1.0 mean different things: say which is allowed
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise DataError(f"data.holdout: expected a count (int >= 1) or a fraction (float in (0, 1)), got {value!r}")
-    if isinstance(value, int) and value < 1:
-        raise DataError(f"data.holdout: a count must be >= 1, got {value}")
+        raise DataError(f"data.holdout: expected a count (int >= 0) or a fraction (float in (0, 1)), got {value!r}")
+    if isinstance(value, int) and value < 0:
+        raise DataError(f"data.holdout: a count must be >= 0 (0: no held-out images), got {value}")
     if isinstance(value, float) and not 0.0 < value < 1.0:
         raise DataError(f"data.holdout: a fraction must lie in (0, 1), got {value}")

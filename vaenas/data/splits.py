@@ -14,8 +14,11 @@ from vaenas.data.config import DataError
 
 
 def holdout_count(num_images: int, holdout: int | float) -> int:
-    """Images to hold out of `num_images`: `holdout` itself (int) or round(holdout * num_images) (float)."""
+    """Images to hold out of `num_images`: `holdout` itself (int) or round(holdout * num_images) (float);
+    0 (int) holds none out."""
     count = holdout if isinstance(holdout, int) else round(holdout * num_images)
+    if holdout == 0 and isinstance(holdout, int):
+        return 0
     if not 1 <= count < num_images:
         raise DataError(
             f"data.holdout: {holdout!r} holds out {count} of the {num_images} training images; "

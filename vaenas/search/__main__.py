@@ -22,6 +22,10 @@ def main(argv: list[str] | None = None) -> int:
         from vaenas.search.oneshot.cli import main as method_main
     elif method == "gradient":
         from vaenas.search.gradient.cli import main as method_main
+    elif method == "retrain":  # a --resume of a retraining folder (or its config)
+        print("python -m vaenas.search: error: that is a retraining run (method: retrain); continue it with "
+              "`python -m vaenas.train --resume RUN_DIR`", file=sys.stderr)
+        return 2
     else:
         print(f"python -m vaenas.search: error: method: unknown value {method!r}; choose one of {', '.join(METHODS)}",
               file=sys.stderr)

@@ -13,6 +13,10 @@ reduction cell's 14, edges ordered by node and then by predecessor:
 The predecessor numbering (0, 1 = cell inputs, 2 + I = node I) is DARTS's genotype input index.
 A node is the sum of its non-`none` inputs; an architecture is valid when every node has at least
 one. The cell output concatenates the 4 nodes. Size: 8^28 strings.
+
+Child networks (quark0/darts cnn/model.py, re-implemented): NASNetCIFAR (NetworkCIFAR, 32 px) and
+NASNetImageNet (NetworkImageNet, 224 px), each with DARTS's auxiliary head after the last reduction
+cell and drop path (`drop_path`) as options; both are active in training mode only.
 """
 
 from __future__ import annotations
@@ -75,11 +79,25 @@ def make_op(token: int, channels: int, stride: int) -> nn.Module:
     return factories[OPS[token]]()
 
 
+def drop_path(x: Tensor, probability: Tensor) -> Tensor:
+    """x [B, ...] with each sample's values zeroed with `probability` (a 0-dim tensor) and the kept ones
+    divided by 1 - probability (DARTS utils.drop_path; the expectation is x).
+
+    The probability is a tensor, not a float, so that a schedule that changes it every epoch does not
+    make torch.compile specialise the graph on each value; the mask draws from the global RNG of x's device.
+    """
+    keep = 1.0 - probability
+    mask = torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device) < keep
+    return x * mask.to(x.dtype) / keep.to(x.dtype)
+
+
 class Cell(nn.Module):
     """One cell: (s0 [B, C_pp, H0, W0], s1 [B, C_p, H, W]) -> [B, 4 C, H', W'] (H' = H/2 in a reduction cell).
 
     As DARTS's `Cell`, except that edges whose op is `none` are absent, a node sums all its inputs, and
     a cell input that no edge reads gets no preprocessing (its weights would never get a gradient).
+    With `drop_probability` (a 0-dim tensor) in training mode, each edge's output except an identity's
+    goes through drop_path, as in DARTS.
     """
 
     def __init__(
@@ -117,13 +135,19 @@ class Cell(nn.Module):
         if 1 in used:
             self.preprocess1 = ReLUConvBN(prev_channels, channels, 1, 1, 0)
 
-    def forward(self, s0: Tensor, s1: Tensor) -> Tensor:
+    def forward(self, s0: Tensor, s1: Tensor, drop_probability: Tensor | None = None) -> Tensor:
         states: list[Tensor | None] = [
             self.preprocess0(s0) if self.preprocess0 is not None else None,
             self.preprocess1(s1) if self.preprocess1 is not None else None,
         ]
+        dropping = drop_probability is not None and self.training
         for node, predecessors in enumerate(self.inputs):
-            terms = [self.edges[f"node{node}_from{p}"](states[p]) for p in predecessors]
+            terms = []
+            for p in predecessors:
+                edge = self.edges[f"node{node}_from{p}"]
+                term = edge(states[p])
+                terms.append(drop_path(term, drop_probability) if dropping and not isinstance(edge, nn.Identity)
+                             else term)
             states.append(sum(terms[1:], terms[0]))
         return torch.cat(states[2:], dim=1)
 
@@ -149,6 +173,28 @@ class AuxiliaryHeadCIFAR(nn.Module):
         return self.classifier(self.features(x).flatten(1))
 
 
+class AuxiliaryHeadImageNet(nn.Module):
+    """DARTS's auxiliary classifier of NetworkImageNet, for a 7x7 feature map (after the last reduction
+    cell at 224 px): [B, C, 7, 7] -> logits [B, num_classes]. As in DARTS's published experiments, no
+    batch norm after the 2x2 conv (its code comments that one out for consistency with the paper)."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.AvgPool2d(5, stride=2, padding=0, count_include_pad=False),  # 7x7 -> 2x2
+            nn.Conv2d(channels, 128, 1, bias=False),
+            nn.BatchNorm2d(128),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(128, 768, 2, bias=False),  # 2x2 -> 1x1
+            nn.ReLU(inplace=True),
+        )
+        self.classifier = nn.Linear(768, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
 def reduction_cells(layers: int, reductions: Sequence[int] | None = None) -> tuple[int, ...]:
     """Indices of the reduction cells: `reductions` checked (distinct, in 0..layers-1, sorted), or
     DARTS's layers//3 and 2*layers//3 when None."""
@@ -162,33 +208,25 @@ def reduction_cells(layers: int, reductions: Sequence[int] | None = None) -> tup
     return cells
 
 
-class NASNetCIFAR(nn.Module):
-    """DARTS's NetworkCIFAR for one architecture: images [B, 3, 32, 32] -> logits [B, num_classes].
+class NASNetNetwork(nn.Module):
+    """What DARTS's NetworkCIFAR and NetworkImageNet share: `layers` cells after a stem, reduction cells
+    (channels doubled) at layers//3 and 2*layers//3 (or at `reductions`), global average pooling, a
+    linear classifier; the auxiliary head on the output of the last reduction cell; drop path.
 
-    Stem conv 3x3 to 3C channels, `layers` cells with reduction cells (channels doubled) at layers//3 and
-    2*layers//3 (or at `reductions`), global average pooling, linear classifier. With `auxiliary`,
-    training-mode forward returns (logits, auxiliary logits) from a head on the output of the last
-    reduction cell (8x8 at 32 px with two reductions, as the head expects); eval mode returns logits only.
-    No drop-path (DARTS's regulariser belongs to the training loop).
+    forward(images) -> logits [B, num_classes], or in training mode with the auxiliary head (logits,
+    auxiliary logits). drop_path: the network has a 0-dim buffer `drop_path_prob` (not saved in the
+    state_dict; 0 when built) that the training loop sets, e.g. increased linearly over the epochs
+    as DARTS does; eval mode never drops. Subclasses define `stem_outputs(images) -> (s0, s1)`.
     """
 
-    def __init__(
-        self,
-        tokens: list[int],
-        channels: int,
-        layers: int,
-        num_classes: int,
-        auxiliary: bool,
-        reductions: Sequence[int] | None = None,
+    def _build(
+        self, tokens: list[int], channels: int, layers: int, num_classes: int, auxiliary_head: type[nn.Module] | None,
+        reductions: Sequence[int] | None, drop_path: bool, stem_channels: tuple[int, int], reduction_prev: bool,
     ) -> None:
-        super().__init__()
         reductions = reduction_cells(layers, reductions)
         self.auxiliary_after = reductions[-1]
-        stem_channels = 3 * channels
-        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels))
-        prev_prev, prev, current = stem_channels, stem_channels, channels
+        (prev_prev, prev), current = stem_channels, channels
         self.cells = nn.ModuleList()
-        reduction_prev = False
         auxiliary_channels = prev
         for index in range(layers):
             reduction = index in reductions
@@ -200,27 +238,112 @@ class NASNetCIFAR(nn.Module):
             prev_prev, prev = prev, NODES * current
             if index == self.auxiliary_after:
                 auxiliary_channels = prev
-        self.auxiliary_head = AuxiliaryHeadCIFAR(auxiliary_channels, num_classes) if auxiliary else None
+        self.auxiliary_head = auxiliary_head(auxiliary_channels, num_classes) if auxiliary_head else None
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(prev, num_classes)
+        if drop_path:
+            self.register_buffer("drop_path_prob", torch.zeros(()), persistent=False)
+        else:
+            self.drop_path_prob: Tensor | None = None
+
+    def stem_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
 
     def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        s0 = s1 = self.stem(images)
+        s0, s1 = self.stem_outputs(images)
         auxiliary_logits = None
         for index, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1)
+            s0, s1 = s1, cell(s0, s1, self.drop_path_prob)
             if index == self.auxiliary_after and self.auxiliary_head is not None and self.training:
                 auxiliary_logits = self.auxiliary_head(s1)
         logits = self.classifier(self.global_pooling(s1).flatten(1))
         return logits if auxiliary_logits is None else (logits, auxiliary_logits)
 
 
+class NASNetCIFAR(NASNetNetwork):
+    """DARTS's NetworkCIFAR for one architecture: images [B, 3, 32, 32] -> logits [B, num_classes].
+
+    Stem conv 3x3 to 3C channels, then the cells (NASNetNetwork). With `auxiliary`, training-mode
+    forward returns (logits, auxiliary logits) from AuxiliaryHeadCIFAR (8x8 input: 32 px with two
+    reductions); eval mode returns logits only. With `drop_path`, training-mode forward drops edge
+    outputs with probability `drop_path_prob`.
+    """
+
+    def __init__(
+        self,
+        tokens: list[int],
+        channels: int,
+        layers: int,
+        num_classes: int,
+        auxiliary: bool,
+        reductions: Sequence[int] | None = None,
+        drop_path: bool = False,
+    ) -> None:
+        super().__init__()
+        stem_channels = 3 * channels
+        self.stem = nn.Sequential(nn.Conv2d(3, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels))
+        self._build(tokens, channels, layers, num_classes, AuxiliaryHeadCIFAR if auxiliary else None, reductions,
+                    drop_path, (stem_channels, stem_channels), reduction_prev=False)
+
+    def stem_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        s = self.stem(images)
+        return s, s
+
+
+class NASNetImageNet(NASNetNetwork):
+    """DARTS's NetworkImageNet for one architecture: images [B, 3, 224, 224] -> logits [B, num_classes].
+
+    Two stems: stem0 (conv 3x3 stride 2 to C/2, BN, ReLU, conv 3x3 stride 2 to C, BN; 224 -> 56 px)
+    gives c_{k-2} of the first cell, stem1 (ReLU, conv 3x3 stride 2, BN; -> 28 px) its c_{k-1}; so the
+    first cell reads inputs of two resolutions (reduction_prev). The auxiliary head is
+    AuxiliaryHeadImageNet (7x7 input at 224 px). Options as NASNetCIFAR.
+    """
+
+    def __init__(
+        self,
+        tokens: list[int],
+        channels: int,
+        layers: int,
+        num_classes: int,
+        auxiliary: bool,
+        reductions: Sequence[int] | None = None,
+        drop_path: bool = False,
+    ) -> None:
+        super().__init__()
+        if channels % 2:
+            raise ValueError(f"nasnet: the ImageNet stem halves C; C must be even, got {channels}")
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(3, channels // 2, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels // 2),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self.stem1 = nn.Sequential(
+            nn.ReLU(inplace=False),  # stem0's output is also the first cell's c_{k-2}
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+        )
+        self._build(tokens, channels, layers, num_classes, AuxiliaryHeadImageNet if auxiliary else None, reductions,
+                    drop_path, (channels, channels), reduction_prev=True)
+
+    def stem_outputs(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        s0 = self.stem0(images)
+        return s0, self.stem1(s0)
+
+
+#: the child networks by their `stem` option
+NETWORKS = {"cifar": NASNetCIFAR, "imagenet": NASNetImageNet}
+
+
 class NASNetSpace(SearchSpace):
     """The NASNet-like (DARTS variant) space: 28 edges x 8 ops, normal and reduction cell searched jointly.
 
     Constructor options are the child defaults of `build_child` and `cost`: C (initial channels), layers,
-    num_classes, auxiliary, reductions (reduction cell indices; None: layers//3 and 2*layers//3). DARTS
-    evaluates on CIFAR-10 at 36, 20, 10 and trains with the auxiliary head; it is off by default so that
+    num_classes, auxiliary, reductions (reduction cell indices; None: layers//3 and 2*layers//3),
+    drop_path (the child has DARTS's drop path, see NASNetNetwork), stem ("cifar": NASNetCIFAR for
+    32 px images; "imagenet": NASNetImageNet for 224 px). DARTS evaluates on CIFAR-10 at 36, 20, 10 and
+    on ImageNet at 48, 14, 1000, and trains with the auxiliary head; it is off by default so that
     cost() counts only the network that is deployed.
     """
 
@@ -235,9 +358,12 @@ class NASNetSpace(SearchSpace):
         num_classes: int = 10,
         auxiliary: bool = False,
         reductions: Sequence[int] | None = None,
+        drop_path: bool = False,
+        stem: str = "cifar",
     ) -> None:
         self.child_options = {
             "C": C, "layers": layers, "num_classes": num_classes, "auxiliary": auxiliary, "reductions": reductions,
+            "drop_path": drop_path, "stem": stem,
         }  # fmt: skip
 
     # --- validity -----------------------------------------------------------------------------
@@ -418,21 +544,26 @@ class NASNetSpace(SearchSpace):
 
     # --- child networks -----------------------------------------------------------------------
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
-        """NASNetCIFAR of arch [28]; options override the space's C, layers, num_classes, auxiliary, reductions."""
+        """NASNetCIFAR or NASNetImageNet (option stem) of arch [28]; options override the space's C, layers,
+        num_classes, auxiliary, reductions, drop_path, stem."""
         settings = self.child_settings(options)
+        if settings["stem"] not in NETWORKS:
+            raise ValueError(f"{self.name}: unknown stem {settings['stem']!r}; choose one of {', '.join(NETWORKS)}")
         tokens = self.validate(arch).tolist()
-        return NASNetCIFAR(
+        return NETWORKS[settings["stem"]](
             tokens,
             settings["C"],
             settings["layers"],
             settings["num_classes"],
             bool(settings["auxiliary"]),
             settings["reductions"],
+            bool(settings["drop_path"]),
         )
 
     def example_input(self, batch_size: int = 1) -> Tensor:
-        """Random CIFAR-sized images [batch_size, 3, 32, 32]."""
-        return torch.randn(batch_size, 3, 32, 32)
+        """Random images of the child's size: [batch_size, 3, 32, 32], or 224 x 224 with the ImageNet stem."""
+        size = 224 if self.child_options["stem"] == "imagenet" else 32
+        return torch.randn(batch_size, 3, size, size)
 
 
 def _genotype_field(genotype: Any, field: str) -> Any:
