@@ -111,3 +111,18 @@ def test_scores_do_not_depend_on_group_size_or_batch_mates(name, generator):
     mixed = evaluate_architectures(net, other_mates, calibration, holdout, group_size=2)
     torch.testing.assert_close(mixed.loss[1], alone.loss[0], rtol=1e-10, atol=1e-12)
     assert net.training  # evaluation restored train mode
+
+
+def test_a_long_evaluation_reports_its_progress_per_chunk():
+    from vaenas.spaces import get_space
+    from vaenas.supernet import get_supernet
+    from vaenas.supernet.evaluation import evaluate_architectures
+
+    space = get_space("nasbench201")
+    supernet = get_supernet(space, channels=2, cells_per_stage=1)
+    generator = torch.Generator().manual_seed(0)
+    images = [(torch.randn(4, 3, 8, 8, generator=generator), torch.randint(10, (4,), generator=generator))]
+    seen = []
+    evaluate_architectures(supernet, space.sample(7, generator), images, images, group_size=3,
+                           progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(3, 7), (6, 7), (7, 7)]

@@ -153,6 +153,10 @@ class SearchSpace(abc.ABC):
     def build_child(self, arch: Tensor, **options: Any) -> nn.Module:
         """The standalone network of one architecture, for retraining."""
 
+    #: how many distinct architectures (canonical keys) the space holds; counts of distinct
+    #: architectures asked for (an evolution's budget) must not exceed it
+    num_architectures: int
+
     #: defaults of build_child's options, set by spaces whose children take any
     child_options: dict[str, Any] = {}
 

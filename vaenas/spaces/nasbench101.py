@@ -47,6 +47,8 @@ class NASBench101Space(SearchSpace):
     """NAS-Bench-101 cells as 26-token strings (see the module docstring)."""
 
     name = "nasbench101"
+    #: distinct cells (graph hashes), as the benchmark counts them
+    num_architectures = 423_624
     vocab_sizes = (2,) * graph.NUM_EDGE_BITS + (3,) * graph.NUM_OPS
     #: probability that a mutation moves an edge (the paper's swap) rather than changing one op
     edge_mutation_probability = 0.5

@@ -155,6 +155,8 @@ class NASBench201Space(SearchSpace):
     """
 
     name = "nasbench201"
+    #: distinct architectures (canonical keys): 5 ops on each of 6 edges
+    num_architectures = 5**6
     vocab_sizes = (len(OPS),) * len(EDGES)
     zero_token = OPS.index("none")
     num_architectures = len(OPS) ** len(EDGES)

@@ -348,6 +348,8 @@ class NASNetSpace(SearchSpace):
     """
 
     name = "nasnet"
+    #: strings (an upper bound of the distinct valid architectures: about 8^28)
+    num_architectures = 8**28
     vocab_sizes = (len(OPS),) * (2 * EDGES_PER_CELL)
     zero_token = OPS.index("none")
 

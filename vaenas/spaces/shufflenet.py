@@ -146,6 +146,8 @@ class ShuffleNetSpace(SearchSpace):
     """
 
     name = "shufflenet"
+    #: 4 blocks at each of 20 layers
+    num_architectures = 4**20
     vocab_sizes = (len(CHOICES),) * len(LAYER_PLACES)
 
     def __init__(

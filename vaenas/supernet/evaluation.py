@@ -11,7 +11,7 @@ how many ranks share the work (tests/search/oneshot/test_oneshot_distributed.py)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -55,12 +55,14 @@ def evaluate_architectures(
     group_size: int = 16,
     device: torch.device | str | None = None,
     autocast_dtype: torch.dtype | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Scores:
     """Scores of archs LongTensor[N, T], `group_size` architectures per forward pass.
 
     calibration, holdout: re-iterable batches (the same images in the same order every time).
     autocast_dtype: e.g. torch.bfloat16 on a GPU (statistics stay float32 in the batch norms).
     group_size = 1 is the one-architecture-at-a-time SPOS loop.
+    progress(done, total): called after each chunk (long evaluations show progress).
     """
     if group_size < 1:
         raise ValueError(f"group_size must be >= 1, got {group_size}")
@@ -92,6 +94,8 @@ def evaluate_architectures(
                 loss_sum[start : start + groups] += losses.sum(1).double().cpu()
                 count += len(labels)
             clear_group_statistics(supernet)
+            if progress is not None:
+                progress(start + groups, len(archs))
     finally:
         clear_group_statistics(supernet)
         supernet.train(was_training)

@@ -60,3 +60,9 @@ def test_budgets_in_yaml_1_1_exponent_form_are_numbers(tmp_path):
     path.write_text("search:\n  max_flops: 5.0e6\n  max_params: 1e6\n")
     config = load_config(path, cls=OneShotConfig)
     assert config.search.max_flops == 5.0e6 and config.search.max_params == 1e6
+
+
+def test_an_evolution_asking_for_more_distinct_architectures_than_the_space_holds_is_refused():
+    with pytest.raises(ConfigError, match="evaluates 16016 distinct architectures, and nasbench201 has 15,625"):
+        load_config(None, ["search.population=4000", "search.generations=4"], cls=OneShotConfig)
+    load_config(None, ["space=nasnet", "search.population=4000", "search.generations=4"], cls=OneShotConfig)

@@ -200,7 +200,14 @@ class OneShotConfig:
 
     def check(self) -> None:
         """Constraints between options; ConfigError naming the key."""
-        if self.search.parents > self.search.seeds + self.search.population * self.search.generations:
+        from vaenas.spaces import get_space  # here: configs are read before the spaces are needed
+
+        distinct = self.search.seeds + self.search.population * self.search.generations
+        size = get_space(self.space).num_architectures
+        if distinct > size:
+            raise ConfigError(f"search.seeds + search.population * search.generations: the final search evaluates "
+                              f"{distinct} distinct architectures, and {self.space} has {size:,}")
+        if self.search.parents > distinct:
             raise ConfigError(f"search.parents: {self.search.parents} exceeds every architecture the search evaluates")
         if self.data.batch_size % self.train.group_size:
             raise ConfigError(

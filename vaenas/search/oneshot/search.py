@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -74,6 +75,22 @@ def unreachable_budget(config: OneShotConfig, num_classes: int) -> str | None:
     return (f"{limits}: none of {_BUDGET_PROBES} uniformly drawn {config.space} architectures meets it (the smallest: "
             f"{smallest['params']:,.0f} params, {smallest['flops']:,.0f} FLOPs for the network this search exports "
             f"at {config.data.size} px); raise it, or make the supernet smaller (supernet.{config.space}.*)")
+
+
+class _ScoringProgress:
+    """progress(done, total) of a long evaluation: a log line at most every PERIOD seconds (a
+    refit of N_s = 20 on 756 images took 4-5 minutes on the CPU with nothing shown, issue 17)."""
+
+    PERIOD = 30.0
+
+    def __init__(self) -> None:
+        self.started = self.shown = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.shown >= self.PERIOD and done < total:
+            self.shown = now
+            logger.info("scored %d of %d architectures on the supernet (%.0f s)", done, total, now - self.started)
 
 
 class OneShotSearch:
@@ -145,6 +162,7 @@ class OneShotSearch:
         return evaluate_architectures(
             self.supernet, archs, self.data.calibration, self.data.holdout,
             group_size=self.config.eval.group_size, device=self.device, autocast_dtype=self.trainer.autocast_dtype,
+            progress=_ScoringProgress(),
         ).accuracy
 
     def score(self, archs: Tensor) -> Tensor:
