@@ -73,3 +73,13 @@ def broadcast_buffers(module: nn.Module) -> None:
     for buffer in buffers:
         buffer.copy_(flat[offset : offset + buffer.numel()].view_as(buffer))
         offset += buffer.numel()
+
+
+def union_across_ranks(items: Iterable[str]) -> set[str]:
+    """The union over ranks of every rank's `items` (e.g. the files each skipped), on every rank."""
+    rank, world = _world()
+    if world == 1:
+        return set(items)
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, sorted(items))
+    return set().union(*gathered)

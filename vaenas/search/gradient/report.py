@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vaenas.runtime.plots import pyplot, save_figure
-from vaenas.search.oneshot.report import network_cost
+from vaenas.search.oneshot.report import network_cost, skipped_line
 
 
 def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entropy: float) -> None:
@@ -36,7 +36,7 @@ def report(summary: dict[str, Any], baseline: dict[str, Any] | None) -> str:
              f"tokens: {summary['tokens']}" + (f" (repaired positions {summary['repaired_positions']})"
                                                if summary["repaired_positions"] else ""),
              f"supernet accuracy (held-out): {summary['supernet_score']:.2f} %",
-             f"exported network (child.pt): {network_cost(summary)}",
+             f"exported network (child.pt): {network_cost(summary)}", *skipped_line(summary),
              "", "| sampling | steps | final entropy of softmax(w) (max) | entropy of the last 50 paths' ops "
              "| distinct architectures trained | supernet acc. |",
              "|---|---|---|---|---|---|"]

@@ -265,7 +265,7 @@ class GradientSearch(OneShotSearch):
                 point = {"step": self.step, "entropy": mean_entropy(self.logits), "distinct": len(self.trained),
                          "path_entropy": path_entropy(torch.tensor(self.recent), self.space)}
                 self.curve.append(point)
-                self.log({"kind": "train", **point, "loss": float(loss), "arch_loss": float(arch_loss),
+                self.log({"kind": "train", **point, **self.skipped_record(), "loss": float(loss), "arch_loss": float(arch_loss),
                           "lr": self.trainer.optimizer.param_groups[0]["lr"]})
             if config.gradient.sampling == "vae" and self.step % config.vaenas.refit_every == 0:
                 self.refit()
@@ -301,6 +301,7 @@ class GradientSearch(OneShotSearch):
             "max_entropy": float(torch.log(torch.tensor(self.space.vocab_sizes, dtype=torch.float64)).mean()),
             "distinct_trained": len(self.trained), "steps": self.step,
             "probabilities": [[round(float(q), 4) for q in row[:k]] for row, k in zip(p, self.space.vocab_sizes)],
+            **self.skipped_summary(),
         }
 
     # --- state --------------------------------------------------------------------------------

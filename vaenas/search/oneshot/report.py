@@ -59,6 +59,15 @@ def network_cost(summary: dict[str, Any]) -> str:
     return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image)"
 
 
+def skipped_line(summary: dict[str, Any]) -> list[str]:
+    """The report's line on the image files skipped as undecodable (data.skip_corrupt), if any were."""
+    skipped = summary.get("skipped_images")
+    if not skipped:
+        return []
+    return [f"skipped images (data.skip_corrupt): {skipped['count']} undecodable file(s)"
+            + (f", e.g. {skipped['files'][0]}; all are listed in architecture.json" if skipped["count"] else "")]
+
+
 def ground_truth_line(summary: dict[str, Any]) -> str:
     """Where the report's true accuracies and τ come from, and how to change it."""
     if "ground_truth" not in summary:
@@ -79,6 +88,7 @@ def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, r
     if "true_accuracy" in summary:
         lines.append(f"  true accuracy {_f(summary['true_accuracy'])} % (best in the table {_f(summary['table_best'])} %)")
     lines.append(ground_truth_line(summary))
+    lines += skipped_line(summary)
     lines += ["", "## Supernet accuracy of VAE vs uniform samples at each refit (Fig. 2 on the supernet)", "",
               "| step | ε | Γ samples mean / max | VAE mean / max | uniform mean / max | τ (true) |",
               "|---:|---:|---:|---:|---:|---:|"]

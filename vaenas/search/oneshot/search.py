@@ -31,7 +31,7 @@ from torch import Tensor
 from vaenas.data import DataError, SearchData
 from vaenas.groundtruth import GroundTruthError, ground_truth, kendall_tau
 from vaenas.runtime import rng_state, set_rng_state
-from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate
+from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate, union_across_ranks
 from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler, draw_new
 from vaenas.search.oneshot.config import OneShotConfig
 from vaenas.search.oneshot.final_search import Evolution, SupernetOracle, cost_limit
@@ -145,6 +145,7 @@ class OneShotSearch:
         self.evolutions: dict[str, Evolution] = {}
         self.seedings = ["vae", "uniform"] if config.search.seeding == "both" else [config.search.seeding]
         self.on_step: Callable[[int, Tensor], None] | None = None  # tests: (step, archs [G, T])
+        self.skipped: set[str] = set()  # undecodable image files the loaders skipped (data.skip_corrupt)
 
     # --- the exported network -----------------------------------------------------------------
     def cost(self, arch: Tensor) -> dict[str, float]:
@@ -190,7 +191,7 @@ class OneShotSearch:
             if self.step % config.run.log_every == 0 or self.step == config.train.steps:
                 self.epsilons.append((self.step, self.mixture.epsilon))
                 self.log({"kind": "train", "step": self.step, "loss": float(loss), "epsilon": self.mixture.epsilon,
-                          "lr": self.trainer.optimizer.param_groups[0]["lr"]})
+                          "lr": self.trainer.optimizer.param_groups[0]["lr"], **self.skipped_record()})
             if self.step % config.vaenas.refit_every == 0:
                 self.refit()
             self.mixture.step()
@@ -285,6 +286,28 @@ class OneShotSearch:
             record["best_true"] = float(self.benchmark.accuracy(arch[None])[0])
         self.log(record)
 
+    # --- data ----------------------------------------------------------------------------------
+    def skipped_record(self) -> dict[str, int]:
+        """{"skipped_images": count} of the files this rank's loaders skipped so far ({} unless
+        data.skip_corrupt); newly skipped ones are logged as a warning."""
+        if not self.config.data.skip_corrupt:
+            return {}
+        loaders = [self.data.train, self.data.holdout, self.data.calibration] + ([self.data.test] if self.data.test else [])
+        new = set().union(*(loader.skipped for loader in loaders)) - self.skipped
+        if new:
+            self.skipped |= new
+            logger.warning("skipped %d undecodable image file(s) (data.skip_corrupt), %d so far: %s", len(new),
+                           len(self.skipped), ", ".join(sorted(new)[:3]) + (", ..." if len(new) > 3 else ""))
+        return {"skipped_images": len(self.skipped)}
+
+    def skipped_summary(self) -> dict[str, Any]:
+        """The result's record of skipped files, every rank's (a collective: call it on every rank)."""
+        if not self.config.data.skip_corrupt:
+            return {}
+        self.skipped_record()
+        files = sorted(union_across_ranks(self.skipped))
+        return {"skipped_images": {"count": len(files), "files": files}}
+
     def result(self) -> dict[str, Any]:
         """The found architecture (best supernet score of the first seeding) and the comparison."""
         found_by = self.seedings[0]
@@ -292,6 +315,7 @@ class OneShotSearch:
         summary: dict[str, Any] = {
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(), "found_by": found_by,
             "supernet_score": score, "cost": self.cost(arch), "network": self.network(arch), "evolutions": {},
+            **self.skipped_summary(),
         }
         if self.benchmark is not None:
             summary["ground_truth"] = self.benchmark.source
@@ -337,6 +361,7 @@ class OneShotSearch:
             "arch_generator": self.arch_generator.get_state(),
             "arch_digest": self.arch_digest,
             "data": self.data.train.state_dict(),
+            "skipped": sorted(self.skipped),
             # the global streams: dropout (ShuffleNet's) draws from torch's; the data loaders have generators
             # of their own (vaenas.data.loaders), so nothing draws from it at a step a straight run would not
             "rng": rng_state(),
@@ -358,6 +383,7 @@ class OneShotSearch:
         self.mixture.load_state_dict(state["mixture"])
         self.arch_generator.set_state(state["arch_generator"])
         self.arch_digest = str(state["arch_digest"])
+        self.skipped = set(state.get("skipped", ()))
         self.data.train.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         self.refits = list(state["refits"])
