@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from vaenas.runtime.plots import pyplot, save_figure
+from vaenas.search.gradient.search import PATH_WINDOW
 from vaenas.search.oneshot.report import network_cost, skipped_line
 
 
-def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entropy: float) -> None:
+def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entropy: float) -> Any:
     """diversity.png: mean entropy of softmax(w), per-position entropy of the recent paths, and
     distinct architectures trained, per run (label -> curve)."""
     plt = pyplot()
@@ -21,13 +22,16 @@ def plot_diversity(path: Path, runs: dict[str, list[dict[str, float]]], max_entr
         middle.plot(steps, [point["path_entropy"] for point in curve], label=label)
         right.plot(steps, [point["distinct"] for point in curve], label=label)
     for axis in (left, middle):
-        axis.axhline(max_entropy, color="grey", linestyle=":", linewidth=1)
+        axis.axhline(max_entropy, color="grey", linestyle=":", linewidth=1, label="maximum: uniform over each position")
     left.set(xlabel="iteration", ylabel="mean entropy of softmax(w) (nats)", title="architecture distribution")
     middle.set(xlabel="iteration", ylabel="mean per-position entropy (nats)",
-               title="ops of the last 50 paths trained")
+               title=f"ops of the last {PATH_WINDOW} paths trained (all of them before step {PATH_WINDOW})")
+    middle.title.set_fontsize(9)
     right.set(xlabel="iteration", ylabel="distinct architectures trained", title="diversity of trained paths")
-    left.legend(fontsize=8)
+    left.legend(fontsize=7)
+    middle.legend(fontsize=7)
     save_figure(fig, path)
+    return fig
 
 
 def report(summary: dict[str, Any], baseline: dict[str, Any] | None) -> str:

@@ -315,7 +315,7 @@ class OneShotSearch:
         summary: dict[str, Any] = {
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(), "found_by": found_by,
             "supernet_score": score, "cost": self.cost(arch), "network": self.network(arch), "evolutions": {},
-            **self.skipped_summary(),
+            "holdout_images": self.data.holdout.num_images, **self.skipped_summary(),
         }
         if self.benchmark is not None:
             summary["ground_truth"] = self.benchmark.source

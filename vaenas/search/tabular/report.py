@@ -226,26 +226,52 @@ def _best_architectures(benchmark: TabularBenchmark, results: list[SeedResult]) 
     return json.dumps(document, indent=2) + "\n"
 
 
-def _plot_curves(grouped: dict[tuple[str, float], list[list[float]]], title: str, label_noise: bool) -> Any:
+#: what the figures call each method
+METHOD_LABELS = {
+    "evolution_vae_seeds": "VAE seeds", "evolution_uniform_seeds": "uniform seeds", "random": "random search",
+    "regularized_evolution": "regularized evolution", "vaenas": "VAENAS loop", "vae_evolution": "VAE-seeded evolution",
+}
+
+
+def plot_curves(grouped: dict[tuple[str, float], list[list[float]]], title: str, seeds_end: int | None = None) -> Any:
+    """Best-so-far curves, mean ± std over seeds, per (method, noise).
+
+    seeds_end: the seeded-evolution figure: one colour per noise level, solid for VAE seeds and
+    dashed for uniform seeds, and a mark where the seeds end and the evolution begins. Without it
+    (any-time), one colour per method. The x-axis starts where every mean curve is on the chart
+    (the first ~10 queries are far below the part where the methods differ)."""
     figure, axes = pyplot().subplots(figsize=(7, 4.5))
-    low, high = math.inf, -math.inf
-    for (method, noise), curves in grouped.items():
+    colours = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    noises = sorted({noise for _, noise in grouped})
+    low, high, means = math.inf, -math.inf, []
+    for index, ((method, noise), curves) in enumerate(grouped.items()):
         length = min(len(c) for c in curves)
         stacked = torch.tensor([c[:length] for c in curves], dtype=torch.float64)
         mean = stacked.mean(0)
         std = stacked.std(0) if len(curves) > 1 else torch.zeros(length, dtype=torch.float64)
         queries = torch.arange(1, length + 1)
-        label = f"{method}, noise {noise:g} %" if label_noise else method
-        axes.plot(queries, mean, label=label)
+        label = METHOD_LABELS.get(method, method)
+        if seeds_end is not None:
+            colour = colours[noises.index(noise) % len(colours)]
+            style = "--" if method == "evolution_uniform_seeds" else "-"
+            label = f"{label}, noise {noise:g} %"
+        else:
+            colour, style = colours[index % len(colours)], "-"
+        axes.plot(queries, mean, style, color=colour, label=label)
         # a best-so-far curve never leaves [worst, best] of its runs; neither does its band
         axes.fill_between(queries, (mean - std).clamp(min=stacked.min()), (mean + std).clamp(max=stacked.max()),
-                          alpha=0.2)
+                          color=colour, alpha=0.15)
         low = min(low, float(mean[min(length, 10) - 1]))
         high = max(high, float(stacked.max()))
-    # the first few queries are far below; the interesting part is the top
-    axes.set_ylim(low - 0.5, high + 0.1)
+        means.append(mean)
+    bottom = low - 0.5
+    start = max(int((mean >= bottom).nonzero()[0]) + 1 if bool((mean >= bottom).any()) else 1 for mean in means)
+    axes.set_ylim(bottom, high + 0.1)
     axes.set_xscale("log")
-    axes.set_xlabel("distinct architectures queried")
+    axes.set_xlim(left=start)
+    if seeds_end is not None:
+        axes.axvline(seeds_end, color="grey", linestyle=":", linewidth=1, label=f"seeds end ({seeds_end} queries)")
+    axes.set_xlabel(f"distinct architectures queried (from {start})")
     axes.set_ylabel("best true accuracy found (%)")
     axes.set_title(title)
     axes.grid(alpha=0.3)
@@ -292,12 +318,13 @@ def write_run(
     write_atomic(run_dir / "best_architectures.json", _best_architectures(benchmark, results))
     evolution = _curves_by(results, "seeded_evolution")
     if evolution:
-        figure = _plot_curves(evolution, f"{benchmark.name}: SPOS evolution, VAE vs uniform seeds", label_noise=True)
+        figure = plot_curves(evolution, f"{benchmark.name}: SPOS evolution, VAE vs uniform seeds (mean ± std)",
+                             seeds_end=config.evolution.population)
         save_figure(figure, run_dir / "seeded_evolution.png", dpi=120, bbox_inches="tight")
     anytime = _curves_by(results, "anytime")
     if anytime:
         title = f"{benchmark.name}: any-time best accuracy (mean ± std, {len(results)} seeds)"
-        save_figure(_plot_curves(anytime, title, label_noise=False), run_dir / "anytime.png", dpi=120, bbox_inches="tight")
+        save_figure(plot_curves(anytime, title), run_dir / "anytime.png", dpi=120, bbox_inches="tight")
     histogram = next((r.histogram for r in results if r.histogram), None)
     if histogram:
         save_figure(_plot_histogram(histogram, benchmark), run_dir / "histogram.png", dpi=120, bbox_inches="tight")
