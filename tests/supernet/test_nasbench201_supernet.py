@@ -61,9 +61,10 @@ def chosen(net: NASBench201Supernet):
     return predicate
 
 
+@pytest.mark.parametrize("cell_affine", [True, False])
 @pytest.mark.parametrize("num_groups", [1, 3])
-def test_group_forward_equals_separate_forwards(space, generator, num_groups):
-    net = supernet(space)
+def test_group_forward_equals_separate_forwards(space, generator, num_groups, cell_affine):
+    net = supernet(space, cell_affine=cell_affine)
     archs = architectures(space, generator, num_groups)
     check_groups_equal_separate_forwards(net, archs, images(generator, num_groups * ROWS, SIZE), generator)
 
@@ -75,8 +76,10 @@ def test_unchosen_ops_get_no_gradient(space, generator, num_groups):
     check_only_chosen_candidates_get_gradient(net, archs, images(generator, num_groups * ROWS, SIZE), chosen(net))
 
 
-def test_export_child_gives_the_same_logits_after_recalibration(space, generator):
-    net = supernet(space)
+@pytest.mark.parametrize("cell_affine", [True, False])
+def test_export_child_gives_the_same_logits_after_recalibration(space, generator, cell_affine):
+    # affine-free cell batch norms export as the child's affine ones with weight 1, bias 0
+    net = supernet(space, cell_affine=cell_affine)
     archs = architectures(space, generator, 3)
     calibration = [images(generator, ROWS, SIZE), images(generator, ROWS, SIZE)]
     check_export_after_recalibration(net, archs, calibration, images(generator, 3, SIZE))
@@ -95,3 +98,12 @@ def test_speed_against_the_exported_child(space, generator):
     net = get_supernet(space, **{**OPTIONS, "num_classes": 10})
     x = torch.randn(32, 3, 32, 32, generator=generator)
     print_speed_against_the_child(net, space.sample(1, generator)[0], x)
+
+
+def test_cell_batch_norms_are_affine_free_by_default(space):
+    # SPOS and NAS-Bench-201's search cells: affine-free batch norms inside the choice points only
+    net = get_supernet(space, **OPTIONS)
+    for name, module in net.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            in_cell = name.startswith("cells.") and isinstance(net.cells[int(name.split(".")[1])], SearchCell)
+            assert module.affine is not in_cell, name

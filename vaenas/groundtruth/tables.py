@@ -224,9 +224,14 @@ def load_benchmark(name: str, dataset: str = "cifar10") -> TabularBenchmark:
 
 def table_for(space: str, dataset: str) -> TabularBenchmark | None:
     """The packaged table of true accuracies for a search space trained on `dataset`, or None
-    where none is packaged (NAS-Bench-201 on cifar10 / cifar100, NAS-Bench-101's sample on cifar10)."""
+    where none is packaged (NAS-Bench-201 on cifar10 / cifar100 and on the packaged digits,
+    NAS-Bench-101's sample on cifar10)."""
     if space == "nasbench201" and dataset in ("cifar10", "cifar100"):
         return load_benchmark("nasbench201", dataset)
+    if space == "nasbench201" and dataset == "digits":  # 100+ cells trained standalone (nb201_digits)
+        from vaenas.groundtruth.nb201_digits import nasbench201_digits
+
+        return nasbench201_digits()
     if space == "nasbench101" and dataset == "cifar10":
         return load_benchmark("nasbench101_20k")
     return None

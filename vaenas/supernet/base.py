@@ -266,14 +266,17 @@ class Supernet(nn.Module, abc.ABC):
 
 
 def copy_batch_norm(child: nn.BatchNorm2d, norm: SegmentedBatchNorm2d, group: int | None) -> None:
-    """Load a supernet batch norm into a child's: parameters, and running statistics from the
-    group's recalibrated ones when `group` is given (else the running statistics)."""
+    """Load a supernet batch norm into a child's: parameters (an affine-free one gives weight 1 and
+    bias 0), and running statistics from the group's recalibrated ones when `group` is given (else
+    the running statistics)."""
     state = {k: v.clone() for k, v in norm.state_dict().items()}
     if group is not None:
         if norm.group_mean is None:
             raise RuntimeError("export with group= needs a recalibration first")
         state["running_mean"] = norm.group_mean[group].to(state["running_mean"].dtype).clone()
         state["running_var"] = norm.group_var[group].to(state["running_var"].dtype).clone()
+    if child.affine and not norm.affine:  # an affine-free supernet norm is the child's with weight 1, bias 0
+        state["weight"], state["bias"] = torch.ones_like(child.weight), torch.zeros_like(child.bias)
     child.load_state_dict(state)
 
 

@@ -21,7 +21,8 @@ from vaenas.config import load_config
 from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 
 CONFIG = [
-    "supernet.nasbench201.channels=4", "data.image_size=8", "data.batch_size=16", "data.holdout=40",
+    "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8",
+    "data.batch_size=16", "data.holdout=40",
     "data.calibration_images=16", "data.eval_batch_size=40", "train.steps=8", "train.group_size=2",
     "vaenas.refit_every=4", "vaenas.n_samples=6", "vaenas.compare_samples=2", "vaenas.epsilon_inc=0.2",
     "vae.n_iters=5", "vae.batch_size=8", "eval.group_size=2",

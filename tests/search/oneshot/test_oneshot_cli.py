@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 #: all of Algorithm 2 in a few seconds: 8 steps, refits at 4 and 8, a 1-generation evolution
 TINY = [
-    "method=oneshot", "progress=false", "supernet.nasbench201.channels=4", "data.image_size=8",
+    "method=oneshot", "progress=false", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1",
+    "data.image_size=8",
     "data.batch_size=16", "data.holdout=40", "data.calibration_images=16", "data.eval_batch_size=40",
     "train.steps=8", "vaenas.refit_every=4", "vaenas.n_samples=4", "vaenas.compare_samples=2",
     "vaenas.epsilon_inc=0.1", "vae.n_iters=5", "vae.batch_size=8", "eval.group_size=4", "search.seeds=3",
@@ -52,7 +53,9 @@ def test_resume_continues_bit_for_bit(tmp_path):
         assert torch.equal(tensor, b["supernet"][key]), key
     for key, tensor in a["vae"]["model"].items():
         assert torch.equal(tensor, b["vae"]["model"][key]), key
-    assert a["mixture"] == b["mixture"] and a["refits"] == b["refits"]
+    # refits compared as JSON: on digits (a packaged ground truth of 100 cells) τ of a refit's few
+    # known samples is nan, and nan != nan
+    assert a["mixture"] == b["mixture"] and json.dumps(a["refits"]) == json.dumps(b["refits"])
     assert json.loads((straight / "architecture.json").read_text()) == json.loads((halves / "architecture.json").read_text())
     records = [json.loads(line) for line in (halves / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "refit"] == [4, 8]  # no record repeated by the resume
@@ -198,7 +201,7 @@ def test_ground_truth_is_reported_where_a_table_exists():
     from vaenas.groundtruth import table_for
     from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 
-    assert table_for("nasbench201", "digits") is None and table_for("nasnet", "cifar10") is None
+    assert table_for("nasnet", "cifar10") is None
     config = load_config(None, TINY, cls=OneShotConfig)
     search = OneShotSearch(config, build_search_data(config.data), torch.device("cpu"))
     search.benchmark = table_for("nasbench201", "cifar10")

@@ -3,6 +3,8 @@ bit-identical supernet and VAE weights and architecture sequences."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import socket
 import subprocess
@@ -34,7 +36,8 @@ def test_two_gloo_ranks_hold_identical_weights_and_architectures(tmp_path):
         for key, tensor in zero[part].items():
             assert torch.equal(tensor, one[part][key]), f"{part} {key} differs across ranks"
     # the evaluations were split across ranks and gathered: both saw every score
-    assert zero["refits"] == one["refits"] and [r["step"] for r in zero["refits"]] == [4, 8]
+    # as JSON: τ over the few refit samples the 100-cell digits table knows is nan, and nan != nan
+    assert json.dumps(zero["refits"]) == json.dumps(one["refits"]) and [r["step"] for r in zero["refits"]] == [4, 8]
     # a score does not depend on the number of ranks that share the evaluations
     torch.testing.assert_close(zero["split"], zero["alone"], rtol=0, atol=0.51)  # one image flips at a tie
     assert torch.equal(zero["split"], one["split"])

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from vaenas.config import ConfigError, option
+from vaenas.data import DataConfig
 from vaenas.ops.gated import MODES
 from vaenas.search.oneshot.config import (
+    NASBench201Options,
     NASNetOptions,
     OneShotConfig,
     ShuffleNetOptions,
@@ -34,7 +36,14 @@ GRADIENT_SPACES = ("nasbench201", "nasnet", "shufflenet")
 
 def demo_supernets() -> SupernetConfig:
     """The CPU demo's reduced supernets (full size: supernet.nasnet.C=16 supernet.nasnet.layers=8, ...)."""
-    return SupernetConfig(nasnet=NASNetOptions(C=4, layers=3), shufflenet=ShuffleNetOptions(width=0.5, small_input=True))
+    return SupernetConfig(nasbench201=NASBench201Options(channels=8, cells_per_stage=1),
+                          nasnet=NASNetOptions(C=4, layers=3), shufflenet=ShuffleNetOptions(width=0.5, small_input=True))
+
+
+def demo_data() -> DataConfig:
+    """The CPU demo's data: digits at 16 px (the one-shot defaults are the digits ground truth's 8 px)."""
+    return DataConfig(name="digits", image_size=16, batch_size=64, holdout=200, calibration_images=64,
+                      eval_batch_size=200, load_test=False)
 
 
 @dataclass
@@ -72,6 +81,7 @@ class GradientConfig(OneShotConfig):
     method: str = option("gradient", "search method (gradient: Algorithm 3)", choices=("gradient",))
     space: str = option("nasnet", "search space", choices=GRADIENT_SPACES)
     supernet: SupernetConfig = field(default_factory=demo_supernets)
+    data: DataConfig = field(default_factory=demo_data)
     # the demo: 150 iterations of both steps, refits at 50, 100, 150 (~0.5 s of CPU per iteration);
     # SGD at DARTS's 0.025 (0.1, the one-shot NB201 demo's, diverged on the NASNet supernet)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, lr=0.025, weight_decay=3e-4))

@@ -2,7 +2,9 @@
 
 Read with vaenas.config.load_config(path, overrides, cls=OneShotConfig) (YAML + key=value
 overrides, did-you-mean errors); packaged configs oneshot_* live in vaenas/search/configs. The
-defaults are the CPU demo (`oneshot_nb201_digits`): a reduced NAS-Bench-201 supernet on 16 px digits that runs all of Algorithm 2 in a few minutes on 2 cores. Algorithm 2's inputs map
+defaults are the CPU recipe `oneshot_nb201_digits`: the standard NAS-Bench-201 supernet (C = 16,
+N = 5) on the packaged digits at their own 8 px, all of Algorithm 2 in minutes on one CPU thread,
+ranked against the packaged digits ground truth (vaenas.groundtruth.nb201_digits). Algorithm 2's inputs map
 to keys as follows (paper symbol -> key):
 
     n_iters^sup  -> train.steps            n_iters^vae -> vae.n_iters
@@ -38,6 +40,10 @@ class NASBench201Options:
 
     channels: int = option(16, "channels of the first stage (doubled at each of the two reductions)", at_least=1)
     cells_per_stage: int = option(5, "search cells per stage (3 stages)", at_least=1)
+    cell_affine: bool = option(
+        False, "batch norms of the search cells' convolutions learn a scale and shift (false: affine-free, as in "
+        "SPOS's choice blocks and NAS-Bench-201's own search cells; measured to train better at full depth)"
+    )
 
 
 @dataclass
@@ -74,8 +80,8 @@ class SupernetConfig:
     """Constructor options of each space's supernet (num_classes comes from the data); the run
     uses those of its `space`, e.g. supernet.nasnet.C=8."""
 
-    # the demo's reduced NB201 supernet; the standard one is channels 16, cells_per_stage 5
-    nasbench201: NASBench201Options = field(default_factory=lambda: NASBench201Options(channels=8, cells_per_stage=1))
+    # the standard NB201 supernet, as the digits ground truth's networks (vaenas.groundtruth.nb201_digits)
+    nasbench201: NASBench201Options = field(default_factory=NASBench201Options)
     nasnet: NASNetOptions = field(default_factory=NASNetOptions)
     shufflenet: ShuffleNetOptions = field(default_factory=ShuffleNetOptions)
     nasbench101: NASBench101Options = field(default_factory=NASBench101Options)
@@ -87,7 +93,7 @@ class SupernetConfig:
 
 @dataclass
 class TrainConfig:
-    steps: int = option(300, "n_iters^sup: supernet training steps (one architecture group per step)", at_least=1)
+    steps: int = option(3000, "n_iters^sup: supernet training steps (one architecture group per step)", at_least=1)
     group_size: int = option(
         1, "G: architectures trained per step, each on its own 1/G of the batch (1 = SPOS)", at_least=1
     )
@@ -114,11 +120,11 @@ class TrainConfig:
 @dataclass
 class VAENASConfig:
     epsilon_inc: float = option(
-        0.004, "ε_inc: Γ = (1-ε)U + ε·VAE, ε grows by this per training step from 0 (0 = plain SPOS)",
+        0.0004, "ε_inc: Γ = (1-ε)U + ε·VAE, ε grows by this per training step from 0 (0 = plain SPOS)",
         at_least=0, at_most=1,
     )
     epsilon_max: float = option(0.8, "cap of ε (keeps some uniform exploration)", above=0, at_most=1)
-    refit_every: int = option(50, "n_vae: steps between VAE refits (Algorithm 2 line 5)", at_least=1)
+    refit_every: int = option(250, "n_vae: steps between VAE refits (Algorithm 2 line 5)", at_least=1)
     n_samples: int = option(32, "N_s: architectures sampled from Γ and evaluated at each refit", at_least=2)
     top_fraction: float = option(0.5, "K: the VAE is fitted on this top fraction of the N_s (paper 50 %)",
                                  above=0, at_most=1)
@@ -184,7 +190,7 @@ class OneShotConfig:
     space: str = option("nasbench201", "search space", choices=ONESHOT_SPACES)
     supernet: SupernetConfig = field(default_factory=SupernetConfig)
     data: DataConfig = field(default_factory=lambda: DataConfig(
-        name="digits", batch_size=64, holdout=200, calibration_images=64, eval_batch_size=200,
+        name="digits", batch_size=64, holdout=300, calibration_images=128, eval_batch_size=300,
         load_test=False,
     ))
     train: TrainConfig = field(default_factory=TrainConfig)
