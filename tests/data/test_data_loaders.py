@@ -36,15 +36,15 @@ def assert_same_batches(first, second):
 
 def test_digits_shapes_dtypes_labels():
     data = build_search_data(DataConfig(batch_size=32, holdout=100, calibration_images=64))
-    # digits are 8 x 8 images, served at 16 px unless data.image_size says otherwise
-    assert (data.num_classes, data.image_size, data.in_channels, data.test) == (10, 16, 3, None)
+    # digits are 8 x 8 images, served at their own size unless data.image_size says otherwise
+    assert (data.num_classes, data.image_size, data.in_channels, data.test) == (10, 8, 3, None)
     images, labels = next(data.train)
-    assert images.shape == (32, 3, 16, 16) and images.dtype == torch.float32
+    assert images.shape == (32, 3, 8, 8) and images.dtype == torch.float32
     assert labels.shape == (32,) and labels.dtype == torch.int64 and 0 <= labels.min() <= labels.max() < 10
     assert data.train.batches_per_epoch == (1797 - 100) // 32
     held = data.holdout.tensors()
-    assert held[0].shape == (100, 3, 16, 16) and held[1].dtype == torch.int64
-    assert data.calibration.tensors()[0].shape == (64, 3, 16, 16)
+    assert held[0].shape == (100, 3, 8, 8) and held[1].dtype == torch.int64
+    assert data.calibration.tensors()[0].shape == (64, 3, 8, 8)
     assert abs(held[0].mean()) < 0.2 and 0.8 < held[0].std() < 1.2  # normalised
     assert torch.equal(held[0][:, 0], held[0][:, 2])  # grey served as 3 equal channels
 

@@ -19,7 +19,7 @@ def test_skipped_images_are_logged_counted_and_reported(tmp_path, caplog, one_th
     assert main([
         "method=oneshot", "progress=false", "data=imagenet", f"data.root={root}", "data.image_size=16",
         "data.skip_corrupt=true", "data.batch_size=4", "data.holdout=4", "data.calibration_images=4",
-        "data.eval_batch_size=4", "data.load_test=false", "supernet.nasbench201.channels=2", "train.steps=6",
+        "data.eval_batch_size=4", "data.load_test=false", "supernet.nasbench201.channels=2", "supernet.nasbench201.cells_per_stage=1", "train.steps=6",
         "run.log_every=3", "vaenas.refit_every=3", "vaenas.n_samples=2", "vaenas.compare_samples=0",
         "vae.n_iters=2", "vae.batch_size=2", "eval.group_size=2", "search.seeds=2", "search.generations=0",
         "search.population=1", "search.parents=2", "search.seeding=uniform", f"out={run}",

@@ -26,11 +26,14 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def learning_rate(base: float, step: int, steps: int, schedule: str) -> float:
-    """The learning rate of 0-based step `step` of `steps`: linear (to 0 at the end), cosine, constant."""
+def learning_rate(base: float, step: int, steps: int, schedule: str, warmup: int = 0) -> float:
+    """The learning rate of 0-based step `step` of `steps`: linear (to 0 at the end), cosine, constant;
+    the first `warmup` steps scaled up linearly, (step + 1) / warmup."""
     progress = step / steps
     if schedule == "linear":
-        return base * (1.0 - progress)
-    if schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return base
+        rate = base * (1.0 - progress)
+    elif schedule == "cosine":
+        rate = base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    else:
+        rate = base
+    return rate * min(1.0, (step + 1) / warmup) if warmup else rate

@@ -20,7 +20,7 @@ from vaenas.supernet.gates import Gates
 
 #: Algorithm 3 in a few seconds: NB201 at 4 channels, 8 px; refits at steps 3 and 6
 TINY = [
-    "method=gradient", "space=nasbench201", "progress=false", "supernet.nasbench201.channels=4",
+    "method=gradient", "space=nasbench201", "progress=false", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1",
     "data.image_size=8", "data.batch_size=16", "data.holdout=48", "data.calibration_images=16",
     "data.eval_batch_size=48", "train.steps=6", "vaenas.refit_every=3", "vaenas.n_samples=4", "vae.n_iters=5",
     "vae.batch_size=8", "eval.group_size=4", "run.checkpoint_every=2", "run.log_every=1", "gradient.baseline=false",

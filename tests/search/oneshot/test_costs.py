@@ -34,7 +34,7 @@ def _search(cls, config_cls, overrides):
 
 
 @pytest.mark.parametrize("cls, config_cls, overrides", [
-    (OneShotSearch, OneShotConfig, ["space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8"]),
+    (OneShotSearch, OneShotConfig, ["space=nasbench201", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8"]),
     (OneShotSearch, OneShotConfig, ["space=shufflenet", "supernet.shufflenet.width=0.25",
                                     "supernet.shufflenet.small_input=true", "data.image_size=32"]),
     (GradientSearch, GradientConfig, ["space=nasnet", "supernet.nasnet.C=4", "supernet.nasnet.layers=3",
@@ -58,7 +58,7 @@ def test_a_flops_limit_applies_to_the_exported_network():
     largest = get_space("nasbench201").cost(torch.full((6,), 3), image_size=8, channels=4, cells_per_stage=1,
                                             num_classes=10)["flops"]
     search = _search(OneShotSearch, OneShotConfig, [
-        "space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8", "search.seeds=4",
+        "space=nasbench201", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8", "search.seeds=4",
         "search.seeding=vae", "search.population=2", "search.parents=2", "search.generations=1",
         f"search.max_flops={largest}"])
     assert search.cost(torch.full((6,), 3))["flops"] == largest
@@ -72,7 +72,7 @@ def test_a_budget_no_architecture_meets_is_refused_before_anything_runs(tmp_path
     from vaenas.search.oneshot.cli import main
 
     run = tmp_path / "run"
-    assert main(["method=oneshot", *DATA, "supernet.nasbench201.channels=4", "data.image_size=8",
+    assert main(["method=oneshot", *DATA, "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8",
                  "search.max_params=1", f"out={run}"]) == 2
     error = capsys.readouterr().err
     assert "search.max_params=1: none of 64 uniformly drawn nasbench201 architectures meets it (the smallest:" in error
@@ -83,7 +83,7 @@ def test_seeds_are_drawn_uniformly_when_the_vae_cannot_meet_the_budget(monkeypat
     """The VAE's rejection sampling gives up (RuntimeError) when too few of its samples are within
     the limits; the final search then seeds from uniform draws within them instead of failing."""
     search = _search(OneShotSearch, OneShotConfig, [
-        "space=nasbench201", "supernet.nasbench201.channels=4", "data.image_size=8", "search.seeds=4",
+        "space=nasbench201", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8", "search.seeds=4",
         "search.seeding=vae", "search.population=2", "search.parents=2", "search.generations=1",
         "search.max_params=1e9"])
 

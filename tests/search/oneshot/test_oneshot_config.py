@@ -19,8 +19,8 @@ def test_packaged_configs_serve_their_datasets_image_size_on_one_thread(name):
     assert config.train.threads == 1, name
 
 
-def test_defaults_are_the_16_px_digits_demo_and_follow_another_dataset():
-    assert OneShotConfig().data.size == 16
+def test_defaults_are_the_8_px_digits_demo_and_follow_another_dataset():
+    assert OneShotConfig().data.size == 8
     assert load_config(None, ["data=cifar10", "data.root=/data"], cls=OneShotConfig).data.size == 32
 
 

@@ -12,5 +12,5 @@ def test_defaults_equal_the_packaged_digits_config():
 
 def test_the_digits_recipe_is_the_standard_supernet():
     config = OneShotConfig()
-    assert config.supernet.options("nasbench201") == {"channels": 16, "cells_per_stage": 5}
-    assert config.data.name == "digits" and config.data.image_size == 8
+    assert config.supernet.options("nasbench201") == {"channels": 16, "cells_per_stage": 5, "cell_affine": False}
+    assert config.data.name == "digits" and config.data.size == 8

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 #: a tiny NAS-Bench-201 search on 8 px digits, VAE-seeded evolution only
 TINY = [
-    "method=oneshot", "progress=false", "supernet.nasbench201.channels=4", "data.image_size=8",
+    "method=oneshot", "progress=false", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8",
     "data.batch_size=16", "data.holdout=32", "data.calibration_images=16", "data.eval_batch_size=32",
     "train.steps=2", "vaenas.refit_every=2", "vaenas.n_samples=4", "vaenas.compare_samples=2",
     "vae.n_iters=5", "vae.batch_size=8", "eval.group_size=4", "search.seeds=12", "search.seeding=vae",

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 #: NB201 at 4 channels, 8 px; a refit every 2 steps
 TINY = [
-    "supernet.nasbench201.channels=4", "data.image_size=8", "data.batch_size=16", "data.holdout=32",
+    "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8", "data.batch_size=16", "data.holdout=32",
     "data.calibration_images=16", "data.eval_batch_size=32", "train.steps=6", "vaenas.refit_every=2",
     "vaenas.n_samples=4", "vae.n_iters=3", "vae.batch_size=4", "eval.group_size=4",
 ]

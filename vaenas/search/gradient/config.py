@@ -84,7 +84,8 @@ class GradientConfig(OneShotConfig):
     data: DataConfig = field(default_factory=demo_data)
     # the demo: 150 iterations of both steps, refits at 50, 100, 150 (~0.5 s of CPU per iteration);
     # SGD at DARTS's 0.025 (0.1, the one-shot NB201 demo's, diverged on the NASNet supernet)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, lr=0.025, weight_decay=3e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=150, lr=0.025, weight_decay=3e-4, warmup_steps=0,
+                                                                grad_clip=None))
     vaenas: VAENASConfig = field(default_factory=lambda: VAENASConfig(refit_every=50, n_samples=16,
                                                                        compare_samples=0))
     gradient: GradientSection = field(default_factory=GradientSection)

@@ -130,7 +130,7 @@ class OneShotSearch:
         self.trainer = Trainer(
             self.supernet, lr=t.lr * global_batch / t.lr_batch, momentum=t.momentum, nesterov=t.nesterov,
             weight_decay=t.weight_decay, label_smoothing=t.label_smoothing, steps=t.steps, schedule=t.schedule,
-            device=device, bf16=t.bf16, world_size=world_size,
+            device=device, bf16=t.bf16, world_size=world_size, warmup=t.warmup_steps, grad_clip=t.grad_clip,
         )
         self.accept = cost_limit(self.cost, config.search.max_params, config.search.max_flops)
         try:

@@ -9,7 +9,8 @@
   momentum, are bit-for-bit unchanged, as for an unused candidate.
 - no weight decay on batch-norm parameters and biases (vaenas.runtime.optim.parameter_groups);
 - label smoothing, a learning rate decayed per step (linear to 0 as in the paper's A.1;
-  vaenas.runtime.optim.learning_rate);
+  vaenas.runtime.optim.learning_rate) after an optional linear warm-up, optional gradient-norm clipping
+  (both help a full-depth supernet under uniform paths: issue 18, scripts/supernet_curves.py);
 - channels-last images and weights (faster on the CPU as well); on a GPU, bf16 autocast.
 
 Multi-process: see `allreduce_used_gradients`.
@@ -123,8 +124,11 @@ class Trainer:
         device: torch.device,
         bf16: bool,
         world_size: int = 1,
+        warmup: int = 0,
+        grad_clip: float | None = None,
     ) -> None:
         self.supernet, self.device, self.world_size = supernet, device, world_size
+        self.warmup, self.grad_clip = warmup, grad_clip
         self.base_lr, self.steps, self.schedule, self.label_smoothing = lr, steps, schedule, label_smoothing
         self.gpu = device.type == "cuda"
         self.autocast_dtype = torch.bfloat16 if (self.gpu and bf16) else None
@@ -140,7 +144,7 @@ class Trainer:
 
     def step(self, index: int, images: Tensor, labels: Tensor, archs: Tensor) -> Tensor:
         """Training step `index` (0-based) on one batch; returns the loss (a 0-dim tensor, not synced)."""
-        lr = learning_rate(self.base_lr, index, self.steps, self.schedule)
+        lr = learning_rate(self.base_lr, index, self.steps, self.schedule, self.warmup)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True)
@@ -154,5 +158,7 @@ class Trainer:
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
         loss.backward()
         allreduce_used_gradients(self.parameters, self.world_size)
+        if self.grad_clip:  # the same on every rank: the gradients are reduced already
+            torch.nn.utils.clip_grad_norm_([p for p in self.parameters if p.grad is not None], self.grad_clip)
         sgd_step(self.optimizer, take_used_slices(self.sliced))
         return loss.detach()
