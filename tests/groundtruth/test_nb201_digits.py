@@ -49,7 +49,7 @@ def test_the_recipe_matches_the_packaged_search_config():
     assert recipe == DigitsRecipe()
     options = config.supernet.options("nasbench201")
     assert (recipe.channels, recipe.cells_per_stage) == (options["channels"], options["cells_per_stage"])
-    assert recipe.image_size == config.data.image_size
+    assert recipe.image_size == config.data.size
     assert recipe.search_holdout == config.data.holdout and config.data.seed == 0
 
 

@@ -12,6 +12,7 @@ import torch
 from vaenas.config import load_config
 from vaenas.data import DataError, build_search_data
 from vaenas.groundtruth import table_for
+from vaenas.groundtruth.ranking import rank_against
 from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 from vaenas.search.oneshot.cli import main
 from vaenas.search.oneshot.report import markdown
@@ -74,6 +75,29 @@ def test_ground_truth_from_a_file_of_ones_own(tmp_path):
     assert -1 <= search.refits[-1]["kendall_tau"] <= 1
     report = markdown(summary, search.refits, 1.0, tmp_path)
     assert f"ground truth (true accuracy, τ): {table} (15625 architectures)" in report
+    entry = summary["evolutions"][summary["found_by"]]
+    # accuracy 4 * (sum of tokens): the share of the 15625 cells whose token sum is at most the found one's
+    sums = torch.cartesian_prod(*[torch.arange(5)] * 6).sum(1)
+    assert entry["best_true_percentile"] == 100.0 * float((sums <= sum(summary["tokens"])).sum()) / 15625
+    assert f"{entry['best_true']:.2f} ({entry['best_true_percentile']:.0f})" in report
+
+
+def test_the_final_supernet_ranks_a_fixed_draw_of_the_ground_truth(tmp_path):
+    table = tmp_path / "my_table.csv"
+    search = _search()
+    _own_table(table, search.space)
+    search = _search([f"search.ground_truth={table}", "search.ranked_cells=40"])
+    summary = _finish(search)
+    ranking = summary["table_ranking"]
+    assert ranking["architectures"] == 40
+    rows = torch.randperm(15625, generator=torch.Generator().manual_seed(0))[:40]
+    expected = rank_against(search.score, search.benchmark.universe[rows], search.benchmark.accuracies[rows])
+    assert {k: ranking[k] for k in expected} == expected
+    assert -1 <= ranking["kendall_tau"] <= 1 and 0 <= ranking["precision_at_k"] <= 1
+    report = markdown(summary, search.refits, 1.0, tmp_path)
+    assert "final supernet against the ground truth (40 architectures): Kendall τ" in report
+    summary = _finish(_search([f"search.ground_truth={table}", "search.ranked_cells=0"]))
+    assert "table_ranking" not in summary
 
 
 def test_ground_truth_packaged_or_none_is_said_in_the_report(tmp_path):

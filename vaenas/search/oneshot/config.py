@@ -165,6 +165,11 @@ class SearchConfig:
                                       "evaluation)", above=0)
     max_flops: float | None = option(None, "FLOPs limit of a candidate's exported network, one image at "
                                      "data.image_size (checked before evaluation)", above=0)
+    ranked_cells: int = option(
+        120, "after the search, this many of the ground truth's architectures (all when it holds fewer; a "
+        "fixed draw of seed 0 otherwise) are scored on the final supernet, and the report gives Kendall τ, "
+        "Spearman, τ within the true top half and precision@10 against their true accuracies (0: off)", at_least=0,
+    )
     ground_truth: str = option(
         "auto", "true accuracies for the report's τ and true-accuracy columns: auto (the packaged table of the "
         "space and data.name: NAS-Bench-201 on cifar10/cifar100, NAS-Bench-101's sample on cifar10; right only "

@@ -101,6 +101,24 @@ def ground_truth_line(summary: dict[str, Any]) -> str:
             "(search.ground_truth=none turns it off; a CSV of tokens and accuracy gives your own)")
 
 
+def true_cell(entry: dict[str, Any]) -> str:
+    """'96.90 (85)': an evolution's best architecture's true accuracy and its percentile in the table;
+    '–' where the table does not hold it."""
+    if "best_true" not in entry:
+        return "–"
+    return f"{_f(entry['best_true'])} ({entry['best_true_percentile']:.0f})"
+
+
+def table_ranking_line(summary: dict[str, Any]) -> list[str]:
+    """The final supernet's ranking of the ground truth's architectures (search.ranked_cells), if any."""
+    r = summary.get("table_ranking")
+    if r is None:
+        return []
+    return [f"  final supernet against the ground truth ({r['architectures']} architectures): Kendall τ "
+            f"{_f(r['kendall_tau'], 3)}, Spearman {_f(r['spearman'], 3)}, τ in the true top half "
+            f"{_f(r['top_half_kendall_tau'], 3)}, precision@10 {_f(r['precision_at_k'], 2)}"]
+
+
 def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, run_dir: Path) -> str:
     """The short report printed at the end and written to report.md."""
     lines = [
@@ -113,6 +131,7 @@ def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, r
     if "true_accuracy" in summary:
         lines.append(f"  true accuracy {_f(summary['true_accuracy'])} % (best in the table {_f(summary['table_best'])} %)")
     lines.append(ground_truth_line(summary))
+    lines += table_ranking_line(summary)
     lines += skipped_line(summary)
     lines += ["", "## Supernet accuracy of VAE vs uniform samples at each refit (Fig. 2 on the supernet)", "",
               "| step | ε | Γ samples mean / max | VAE mean / max | uniform mean / max | τ (true) |",
@@ -124,11 +143,11 @@ def markdown(summary: dict[str, Any], refits: list[dict], wall_seconds: float, r
             f" | {_f(r.get('kendall_tau'), 3)} |"
         )
     lines += ["", "## Final evolution: VAE-seeded vs uniformly seeded", "",
-              "| seeding | best supernet acc. | evaluated | best per generation | true acc. | τ (true) |",
+              "| seeding | best supernet acc. | evaluated | best per generation | true acc. (percentile) | τ (true) |",
               "|---|---:|---:|---|---:|---:|"]
     for seeding, entry in summary["evolutions"].items():
         curve = " → ".join(_f(c, 1) for c in entry["curve"])
         lines.append(f"| {seeding} | {_f(entry['best_score'])} | {entry['evaluated']} | {curve} | "
-                     f"{_f(entry.get('best_true'))} | {_f(entry.get('kendall_tau'), 3)} |")
+                     f"{true_cell(entry)} | {_f(entry.get('kendall_tau'), 3)} |")
     lines += ["", f"wall time {wall_seconds:.0f} s; run folder {run_dir}"]
     return "\n".join(lines)
