@@ -126,8 +126,9 @@ def main() -> None:
         raise SystemExit(f"no ground-truth table for {config.space} on {config.data.name}")
     recipe = read_recipe()
     shape = {"channels": recipe.channels, "cells_per_stage": recipe.cells_per_stage}
-    if config.supernet.options(config.space) != shape or config.data.size != recipe.image_size:
-        print(f"warning: the runs' supernet {config.supernet.options(config.space)} at {config.data.size} px is not "
+    network = {key: config.supernet.options(config.space)[key] for key in shape}  # cell_affine: training only
+    if network != shape or config.data.size != recipe.image_size:
+        print(f"warning: the runs' supernet {network} at {config.data.size} px is not "
               f"the network the ground truth trained ({shape} at {recipe.image_size} px)", flush=True)
     true_accuracy = TrueAccuracy(table, args.out / "standalone.json")
     records = []
