@@ -36,6 +36,8 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import custom_op
 
+from vaenas.ops.batch_norm_autograd import register_segmented_batch_norm_autograd
+
 ACTIVATION_CODES = {"none": 0, "relu": 1, "silu": 2}
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -303,27 +305,8 @@ def _backward_fake(
     return torch.empty_like(x), sums, torch.empty_like(sums)
 
 
-def _setup_context(ctx, inputs, output) -> None:
-    x, num_segments, weight, bias, eps, given_mean, _, activation = inputs
-    _, mean, var = output
-    ctx.save_for_backward(x, weight, bias, mean, var)
-    ctx.eps, ctx.num_segments, ctx.activation, ctx.training = eps, num_segments, activation, given_mean is None
-    ctx.mark_non_differentiable(mean, var)
-
-
-def _backward(ctx, grad_y: Tensor, grad_mean: Tensor, grad_var: Tensor) -> tuple:
-    """Gradients for (x, num_segments, weight, bias, eps, mean, var, activation); the statistics
-    are bookkeeping (non-differentiable outputs, and no gradient for given ones)."""
-    x, weight, bias, mean, var = ctx.saved_tensors
-    dx, sum_g, sum_gx = torch.ops.vaenas.segmented_batch_norm_triton_backward(
-        grad_y, x, weight, bias, mean, var, ctx.eps, ctx.num_segments, ctx.activation, ctx.training
-    )
-    dweight = sum_gx.sum(0).to(weight.dtype) if weight is not None and ctx.needs_input_grad[2] else None
-    dbias = sum_g.sum(0).to(bias.dtype) if bias is not None and ctx.needs_input_grad[3] else None
-    return dx, None, dweight, dbias, None, None, None, None
-
-
-_forward_op.register_autograd(_backward, setup_context=_setup_context)
+register_segmented_batch_norm_autograd("vaenas::segmented_batch_norm_triton_forward",
+                                       torch.ops.vaenas.segmented_batch_norm_triton_backward)
 
 
 def segmented_batch_norm_triton(
