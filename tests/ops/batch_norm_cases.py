@@ -25,8 +25,9 @@ def make_inputs(shape, generator, device, dtype=torch.float32, affine=True, give
         x = x.contiguous(memory_format=torch.channels_last)
     weight = (torch.randn(channels, generator=generator) + 1).to(device) if affine else None
     bias = torch.randn(channels, generator=generator).to(device) if affine else None
-    stats = (torch.randn(segments, channels, generator=generator).to(device),
-             (torch.rand(segments, channels, generator=generator) + 0.5).to(device)) if given else (None, None)
+    stats_dtype = torch.float64 if dtype == torch.float64 else torch.float32  # as the op's own statistics
+    stats = (torch.randn(segments, channels, generator=generator).to(device, stats_dtype),
+             (torch.rand(segments, channels, generator=generator) + 0.5).to(device, stats_dtype)) if given else (None, None)
     upstream = torch.randn(x.shape, generator=generator).to(device, dtype)
     return x, weight, bias, stats, upstream
 

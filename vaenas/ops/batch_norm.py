@@ -5,7 +5,9 @@ A tensor of the grouped forward carries S segments of b consecutive rows; each s
 own batch-norm group. The specification is vaenas.ops.reference.segmented_batch_norm. Backends:
 - reference: the specification;
 - aten: PyTorch's fused batch norm on views of each segment (memory format kept), then the
-  activation (the CPU default);
+  activation;
+- cpu: one fused C++ kernel forward and one backward (csrc/cpu/segmented_batch_norm.cpp), the
+  CPU default when vaenas._C has it;
 - triton: one fused kernel forward and one backward (kernels/segmented_batch_norm.py); on CUDA
   tensors only when asked for (backend="triton" or VAENAS_BACKEND=triton) until it has passed
   its tests on a GPU, on CPU tensors only under TRITON_INTERPRET=1 (tests).
@@ -22,7 +24,7 @@ from torch import Tensor
 from vaenas.ops import reference
 from vaenas.ops._dispatch import choose_backend
 
-IMPLEMENTED_BACKENDS = ("reference", "aten", "triton")
+IMPLEMENTED_BACKENDS = ("reference", "aten", "cpu", "triton")
 ACTIVATIONS = (None, "relu", "silu")
 
 
@@ -54,6 +56,10 @@ def segmented_batch_norm(
     if chosen == "aten":
         y, mean, var = _segmented_batch_norm_aten(x, num_segments, weight, bias, eps, mean, var)
         return _activate(y, activation), mean, var
+    if chosen == "cpu":
+        from vaenas.ops.batch_norm_cpu import segmented_batch_norm_cpu
+
+        return segmented_batch_norm_cpu(x, num_segments, weight, bias, eps, mean, var, activation)
     if chosen == "triton":
         from vaenas.kernels.segmented_batch_norm import segmented_batch_norm_triton
 
@@ -62,10 +68,21 @@ def segmented_batch_norm(
 
 
 def _choose(x: Tensor, backend: str | None) -> str:
-    """The backend; automatically never Triton on CUDA yet (not run on a GPU: opt-in)."""
+    """The backend. Automatically never Triton on CUDA yet (not run on a GPU: opt-in), and the C++
+    one only when vaenas._C has its ops (an older build falls back to aten; forced, it is an error)."""
+    requested = backend or os.environ.get("VAENAS_BACKEND") or None
     chosen = choose_backend("segmented_batch_norm", x.device, backend, IMPLEMENTED_BACKENDS)
-    if chosen == "triton" and backend is None and os.environ.get("VAENAS_BACKEND") != "triton":
-        chosen = choose_backend("segmented_batch_norm", x.device, None, ("reference", "aten"))
+    automatic = ("reference", "aten")
+    if chosen == "triton" and requested != "triton":
+        chosen = choose_backend("segmented_batch_norm", x.device, None, automatic)
+    if chosen == "cpu":
+        from vaenas.ops.batch_norm_cpu import missing_reason
+
+        reason = missing_reason()
+        if reason is not None and requested == "cpu":
+            raise RuntimeError(f"backend 'cpu' cannot run segmented_batch_norm on {x.device}: {reason}")
+        if reason is not None:
+            chosen = choose_backend("segmented_batch_norm", x.device, None, automatic)
     return chosen
 
 
