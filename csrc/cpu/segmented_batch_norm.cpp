@@ -9,7 +9,7 @@
 // to it when it differs (an expanded gradient, say). Statistics and arithmetic in
 // at::opmath_type (float for half, bfloat16 and float; double for double).
 // Forward: two passes for the statistics (sum, then centred squares: no cancellation), one pass
-// for y = act(x * scale + shift). Backward: z = w * x_hat + b recomputed, g = grad * act'(z);
+// for y = act(x * scale + shift). Backward: z = x * scale + shift recomputed as forward did, g = grad * act'(z);
 // one pass for the sums of g and g * x_hat, one for dx. Per-segment sums are returned; dweight
 // and dbias are their sums over segments (done in Python).
 #include <ATen/ATen.h>
@@ -174,14 +174,18 @@ void forward_channels_last(const Shape& shape, const scalar_t* x, scalar_t* y, c
   });
 }
 
-// Backward per item: w, b, rstd, mean of its channels; g = grad * act'(w * x_hat + b).
+// Backward per channel: the forward's affine map (scale, shift: z = x * scale + shift computed as
+// the forward did, so that relu's derivative agrees with the forward's output to the last bit),
+// mean, rstd, and w * rstd.
 template <typename acc_t>
 struct BackwardChannel {
-  acc_t mean, rstd, w, b;
+  acc_t mean, rstd, scale, shift, factor;
   BackwardChannel() = default;
   BackwardChannel(acc_t m, acc_t var, double eps, const float* weight, const float* bias, int64_t c)
-      : mean(m), rstd(acc_t(1) / std::sqrt(var + acc_t(eps))), w(weight ? acc_t(weight[c]) : acc_t(1)),
-        b(bias ? acc_t(bias[c]) : acc_t(0)) {}
+      : mean(m), rstd(acc_t(1) / std::sqrt(var + acc_t(eps))) {
+    affine_map(m, var, eps, weight, bias, c, scale, shift);
+    factor = (weight ? acc_t(weight[c]) : acc_t(1)) * rstd;
+  }
 };
 
 template <typename scalar_t, int ACT>
@@ -194,7 +198,7 @@ void backward_channels_first(const Shape& shape, const scalar_t* grad, const sca
   for_each_item(shape, [&](int64_t c, int64_t, int64_t segment) {
     const int64_t stat = segment * shape.channels + c, first = segment * shape.rows, last = first + shape.rows;
     const BackwardChannel<acc_t> ch(mean[stat], var[stat], eps, weight, bias, c);
-    const acc_t m = ch.mean, r = ch.rstd, w = ch.w, b = ch.b;
+    const acc_t m = ch.mean, r = ch.rstd, scale = ch.scale, shift = ch.shift, factor = ch.factor;
     acc_t sg = 0, sgx = 0;
     for (int64_t n = first; n < last; ++n) {
       const scalar_t* p = x + shape.at(n, c, 0);
@@ -202,7 +206,7 @@ void backward_channels_first(const Shape& shape, const scalar_t* grad, const sca
 #pragma omp simd reduction(+ : sg, sgx)
       for (int64_t l = 0; l < L; ++l) {
         const acc_t x_hat = (acc_t(p[l]) - m) * r;
-        const acc_t gl = acc_t(g[l]) * derivative<ACT>(x_hat * w + b);
+        const acc_t gl = acc_t(g[l]) * derivative<ACT>(acc_t(p[l]) * scale + shift);
         sg += gl;
         sgx += gl * x_hat;
       }
@@ -211,7 +215,6 @@ void backward_channels_first(const Shape& shape, const scalar_t* grad, const sca
     sum_gx[stat] = sgx;
     const acc_t mean_g = training ? sg / acc_t(shape.count()) : acc_t(0);
     const acc_t mean_gx = training ? sgx / acc_t(shape.count()) : acc_t(0);
-    const acc_t factor = w * r;
     for (int64_t n = first; n < last; ++n) {
       const scalar_t* p = x + shape.at(n, c, 0);
       const scalar_t* g = grad + shape.at(n, c, 0);
@@ -219,7 +222,7 @@ void backward_channels_first(const Shape& shape, const scalar_t* grad, const sca
 #pragma omp simd
       for (int64_t l = 0; l < L; ++l) {
         const acc_t x_hat = (acc_t(p[l]) - m) * r;
-        const acc_t gl = acc_t(g[l]) * derivative<ACT>(x_hat * w + b);
+        const acc_t gl = acc_t(g[l]) * derivative<ACT>(acc_t(p[l]) * scale + shift);
         d[l] = static_cast<scalar_t>(factor * (gl - mean_g - x_hat * mean_gx));
       }
     }
@@ -235,10 +238,10 @@ void backward_channels_last(const Shape& shape, const scalar_t* grad, const scal
   const int64_t C = shape.channels;
   for_each_item(shape, [&](int64_t c0, int64_t c1, int64_t segment) {
     const int64_t width = c1 - c0, begin = segment * shape.count(), end = begin + shape.count();
-    acc_t m[kBlock], r[kBlock], w[kBlock], b[kBlock], sg[kBlock] = {}, sgx[kBlock] = {};
+    acc_t m[kBlock], r[kBlock], scale[kBlock], shift[kBlock], factor[kBlock], sg[kBlock] = {}, sgx[kBlock] = {};
     for (int64_t k = 0; k < width; ++k) {
       const BackwardChannel<acc_t> ch(mean[segment * C + c0 + k], var[segment * C + c0 + k], eps, weight, bias, c0 + k);
-      m[k] = ch.mean, r[k] = ch.rstd, w[k] = ch.w, b[k] = ch.b;
+      m[k] = ch.mean, r[k] = ch.rstd, scale[k] = ch.scale, shift[k] = ch.shift, factor[k] = ch.factor;
     }
     for (int64_t pos = begin; pos < end; ++pos) {
       const scalar_t* p = x + pos * C + c0;
@@ -246,18 +249,17 @@ void backward_channels_last(const Shape& shape, const scalar_t* grad, const scal
 #pragma omp simd
       for (int64_t k = 0; k < width; ++k) {
         const acc_t x_hat = (acc_t(p[k]) - m[k]) * r[k];
-        const acc_t gk = acc_t(g[k]) * derivative<ACT>(x_hat * w[k] + b[k]);
+        const acc_t gk = acc_t(g[k]) * derivative<ACT>(acc_t(p[k]) * scale[k] + shift[k]);
         sg[k] += gk;
         sgx[k] += gk * x_hat;
       }
     }
-    acc_t mean_g[kBlock], mean_gx[kBlock], factor[kBlock];
+    acc_t mean_g[kBlock], mean_gx[kBlock];
     for (int64_t k = 0; k < width; ++k) {
       sum_g[segment * C + c0 + k] = sg[k];
       sum_gx[segment * C + c0 + k] = sgx[k];
       mean_g[k] = training ? sg[k] / acc_t(shape.count()) : acc_t(0);
       mean_gx[k] = training ? sgx[k] / acc_t(shape.count()) : acc_t(0);
-      factor[k] = w[k] * r[k];
     }
     for (int64_t pos = begin; pos < end; ++pos) {
       const scalar_t* p = x + pos * C + c0;
@@ -266,7 +268,7 @@ void backward_channels_last(const Shape& shape, const scalar_t* grad, const scal
 #pragma omp simd
       for (int64_t k = 0; k < width; ++k) {
         const acc_t x_hat = (acc_t(p[k]) - m[k]) * r[k];
-        const acc_t gk = acc_t(g[k]) * derivative<ACT>(x_hat * w[k] + b[k]);
+        const acc_t gk = acc_t(g[k]) * derivative<ACT>(acc_t(p[k]) * scale[k] + shift[k]);
         d[k] = static_cast<scalar_t>(factor[k] * (gk - mean_g[k] - x_hat * mean_gx[k]));
       }
     }
