@@ -11,7 +11,7 @@ values per channel needs no cross-program communication, which keeps the kernel 
 deterministic. Forward (training): pass 1 sums (mean), pass 2 centred squares (variance; two
 passes rather than sum-of-squares, which cancels in float32 for large means), pass 3
 normalises, applies the affine map and the activation, stores y. With given statistics
-(evaluation) only pass 3 runs. Backward recomputes z = w * x_hat + b from x (nothing but the
+(evaluation) only pass 3 runs. Backward recomputes z = x * scale + shift from x (nothing but the
 [S, C] statistics is saved), takes the activation's derivative, and per segment: pass 1 the
 sums of g and g * x_hat, pass 2 dx = w * rstd * (g - mean(g) - x_hat * mean(g * x_hat))
 (training) or w * rstd * g (given statistics). dweight and dbias are the per-segment sums
@@ -138,8 +138,8 @@ def _forward_kernel(
 
 @triton.jit
 def _backward_kernel(
-    grad_ptr, x_ptr, dx_ptr, weight_ptr, bias_ptr, mean_ptr, rstd_ptr, sum_g_ptr, sum_gx_ptr,
-    rows_per_segment, channels, spatial,
+    grad_ptr, x_ptr, dx_ptr, weight_ptr, bias_ptr, mean_ptr, var_ptr, sum_g_ptr, sum_gx_ptr,
+    rows_per_segment, channels, spatial, eps,
     g_stride_n, g_stride_c, g_stride_l, x_stride_n, x_stride_c, x_stride_l, d_stride_n, d_stride_c, d_stride_l,
     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, TRAINING: tl.constexpr, ACTIVATION: tl.constexpr,
     ROUND_BF16: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -150,13 +150,17 @@ def _backward_kernel(
     stats_offsets = segment * channels + cols
     count = rows_per_segment * spatial
     mean = tl.load(mean_ptr + stats_offsets, mask=col_ok, other=0.0)
-    rstd = tl.load(rstd_ptr + stats_offsets, mask=col_ok, other=0.0)
+    rstd = 1.0 / tl.sqrt(tl.load(var_ptr + stats_offsets, mask=col_ok, other=1.0) + eps)  # as the forward's
     weight = tl.full((BLOCK_C,), 1.0, tl.float32)
     if HAS_WEIGHT:
         weight = tl.load(weight_ptr + cols, mask=col_ok, other=1.0).to(tl.float32)
     bias = tl.zeros((BLOCK_C,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+    # z = x * scale + shift exactly as the forward computed it: relu's derivative then agrees
+    # with the forward's output to the last bit
+    scale = rstd * weight
+    shift = bias - mean * scale
     x_cols = cols.to(tl.int64)[None, :] * x_stride_c
     g_cols = cols.to(tl.int64)[None, :] * g_stride_c
     sum_g = tl.zeros((BLOCK_R, BLOCK_C), dtype=tl.float32)
@@ -165,9 +169,10 @@ def _backward_kernel(
         offsets, row_ok = _tile_offsets(start, segment, rows_per_segment, spatial, x_stride_n, x_stride_l, BLOCK_R)
         g_offsets, _ = _tile_offsets(start, segment, rows_per_segment, spatial, g_stride_n, g_stride_l, BLOCK_R)
         mask = row_ok[:, None] & col_ok[None, :]
-        x_hat = (tl.load(x_ptr + offsets[:, None] + x_cols, mask=mask, other=0.0).to(tl.float32) - mean[None, :]) * rstd[None, :]
+        v = tl.load(x_ptr + offsets[:, None] + x_cols, mask=mask, other=0.0).to(tl.float32)
+        x_hat = (v - mean[None, :]) * rstd[None, :]
         upstream = tl.load(grad_ptr + g_offsets[:, None] + g_cols, mask=mask, other=0.0).to(tl.float32)
-        g = tl.where(mask, upstream * _activation_derivative(x_hat * weight[None, :] + bias[None, :], ACTIVATION), 0.0)
+        g = tl.where(mask, upstream * _activation_derivative(v * scale[None, :] + shift[None, :], ACTIVATION), 0.0)
         sum_g += g
         sum_gx += g * x_hat
     segment_g = tl.sum(sum_g, axis=0)
@@ -182,9 +187,10 @@ def _backward_kernel(
         g_offsets, _ = _tile_offsets(start, segment, rows_per_segment, spatial, g_stride_n, g_stride_l, BLOCK_R)
         d_offsets, _ = _tile_offsets(start, segment, rows_per_segment, spatial, d_stride_n, d_stride_l, BLOCK_R)
         mask = row_ok[:, None] & col_ok[None, :]
-        x_hat = (tl.load(x_ptr + offsets[:, None] + x_cols, mask=mask, other=0.0).to(tl.float32) - mean[None, :]) * rstd[None, :]
+        v = tl.load(x_ptr + offsets[:, None] + x_cols, mask=mask, other=0.0).to(tl.float32)
+        x_hat = (v - mean[None, :]) * rstd[None, :]
         upstream = tl.load(grad_ptr + g_offsets[:, None] + g_cols, mask=mask, other=0.0).to(tl.float32)
-        g = upstream * _activation_derivative(x_hat * weight[None, :] + bias[None, :], ACTIVATION)
+        g = upstream * _activation_derivative(v * scale[None, :] + shift[None, :], ACTIVATION)
         if TRAINING:
             g = g - mean_g[None, :] - x_hat * mean_gx[None, :]
         dx = g * (weight * rstd)[None, :]
@@ -268,13 +274,12 @@ def _backward_op(
     dx = torch.empty_like(x)
     g3, x3, d3 = _as_ncl(grad), _as_ncl(x), _as_ncl(dx)
     rows, channels, spatial = x3.shape
-    rstd = torch.rsqrt(var.float() + eps).contiguous()
     sum_g = torch.empty(num_segments, channels, dtype=torch.float32, device=x.device)
     sum_gx = torch.empty_like(sum_g)
     block_r, block_c = _blocks(channels, rows // num_segments * spatial)
     _backward_kernel[(num_segments, triton.cdiv(channels, block_c))](
-        g3, x3, d3, _optional(weight, x3), _optional(bias, x3), mean.float().contiguous(), rstd, sum_g, sum_gx,
-        rows // num_segments, channels, spatial, *g3.stride(), *x3.stride(), *d3.stride(),
+        g3, x3, d3, _optional(weight, x3), _optional(bias, x3), mean.float().contiguous(), var.float().contiguous(),
+        sum_g, sum_gx, rows // num_segments, channels, spatial, eps, *g3.stride(), *x3.stride(), *d3.stride(),
         HAS_WEIGHT=weight is not None, HAS_BIAS=bias is not None, TRAINING=training,
         ACTIVATION=ACTIVATION_CODES[activation], ROUND_BF16=_round_bf16_by_hand(dx),
         BLOCK_R=block_r, BLOCK_C=block_c,
