@@ -132,3 +132,15 @@ def test_opcheck(given, channels_last, generator):
     torch.library.opcheck(torch.ops.vaenas.segmented_batch_norm_backward.default,
                           (upstream, x.detach(), weight.detach(), bias.detach(), batch_mean, batch_var, 1e-5, 3,
                            "relu", not given))
+
+
+def test_an_extension_without_the_ops_falls_back_to_aten_unless_forced(generator, monkeypatch):
+    """vaenas._C built before these ops still loads: automatic choice runs aten, a forced cpu says why."""
+    monkeypatch.delenv("VAENAS_BACKEND", raising=False)
+    monkeypatch.setattr(batch_norm_cpu, "missing_reason", lambda: "vaenas._C was built without them")
+    monkeypatch.setattr(batch_norm_cpu, "segmented_batch_norm_cpu", lambda *a: pytest.fail("ran the C++ op"))
+    x, weight, bias, _, _ = make_inputs((3, 5, 7, 3, 5), generator, CPU)
+    y, _, _ = ops.segmented_batch_norm(x, 3, weight, bias, activation="relu")
+    torch.testing.assert_close(y, ops.segmented_batch_norm(x, 3, weight, bias, activation="relu", backend="aten")[0])
+    with pytest.raises(RuntimeError, match="backend 'cpu' cannot run segmented_batch_norm on cpu: vaenas._C was built"):
+        ops.segmented_batch_norm(x, 3, weight, bias, backend="cpu")
