@@ -41,6 +41,18 @@ TORCH_LIBRARY(vaenas, m) {
   // NAS-Bench-101 graph hash of 26-token cells: uint8 [N, 16] md5 digests, zero for cells whose
   // output is not reachable from the input (see vaenas/ops/nb101_enumerate.py::nb101_hash).
   m.def("nb101_hash(Tensor archs) -> Tensor fingerprints");
+
+  // Batch norm per segment of equal consecutive rows + activation ('none', 'relu', 'silu'), fused
+  // (see vaenas/ops/reference.py::segmented_batch_norm). Forward: given mean/var = evaluation;
+  // returns y in x's layout and [S, C] statistics (new tensors). Backward: dx and the per-segment
+  // sums of g and g * x_hat (g: the gradient before the activation); dbias, dweight = their sums.
+  m.def(
+      "segmented_batch_norm_forward(Tensor x, int num_segments, Tensor? weight, Tensor? bias, float eps, "
+      "Tensor? mean, Tensor? var, str activation) -> (Tensor y, Tensor mean, Tensor var)");
+  m.def(
+      "segmented_batch_norm_backward(Tensor grad, Tensor x, Tensor? weight, Tensor? bias, Tensor mean, "
+      "Tensor var, float eps, int num_segments, str activation, bool training) -> "
+      "(Tensor dx, Tensor sum_g, Tensor sum_gx)");
 }
 
 }  // namespace vaenas

@@ -77,6 +77,31 @@ def test_given_statistics_normalise_each_segment_with_its_own(generator, backend
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
+@BACKENDS
+@pytest.mark.parametrize("activation", ["relu", "silu", "swish"])
+@pytest.mark.parametrize("given", [False, True])
+def test_activation_follows_the_batch_norm(generator, activation, given, backend):
+    """activation(batch norm) equals the unfused pair, forward and backward, statistics untouched."""
+    x, weight, bias = randn(generator, S * B, C, H, W), randn(generator, C), randn(generator, C)
+    stats = (randn(generator, S, C, grad=False), randn(generator, S, C, grad=False).exp()) if given else (None, None)
+    upstream = randn(generator, S * B, C, H, W, grad=False)
+    y, mean, var = ops.segmented_batch_norm(x, S, weight, bias, 1e-5, *stats, activation=activation, backend=backend)
+    (y * upstream).sum().backward()
+    fused = grads(x, weight, bias)
+    plain, plain_mean, plain_var = ops.segmented_batch_norm(x, S, weight, bias, 1e-5, *stats, backend=backend)
+    expected = F.relu(plain) if activation == "relu" else F.silu(plain)
+    torch.testing.assert_close(y, expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close((mean, var), (plain_mean, plain_var), rtol=0, atol=0)
+    (expected * upstream).sum().backward()
+    for got, want in zip(fused, grads(x, weight, bias)):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_unknown_activation_is_an_error(generator):
+    with pytest.raises(ValueError, match="activation must be None, 'relu', 'silu' or 'swish', got 'gelu'"):
+        ops.segmented_batch_norm(randn(generator, S * B, C, grad=False), S, None, None, activation="gelu")
+
+
 @pytest.mark.parametrize("given", [False, True])
 def test_aten_batch_norm_keeps_channels_last(generator, given):
     """The supernets run channels-last (faster on the CPU too): the aten backend must not turn it back."""

@@ -6,8 +6,9 @@ A supernet's `forward(images, archs)` takes archs [G, T] and a batch of G equal 
 that fused kernels replace later; their specification is vaenas.ops.reference.
 
 - `route`: a choice point (an edge or a choice block): segment s runs the candidate it chose;
-- `route_sum`: a node's sum of the routes of its incoming edges, without copies on the aten backend;
-- `segmented_batch_norm`: batch norm with per-segment statistics.
+- `route_sum`: a node's sum of the routes of its incoming edges, without copies on the aten backend.
+
+Batch norm with per-segment statistics is vaenas.ops.batch_norm.segmented_batch_norm.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vaenas.ops import reference
@@ -25,74 +25,6 @@ IMPLEMENTED_BACKENDS = ("reference", "aten")
 
 #: a candidate op of a choice point: (x [s*b, *], segments [s]) -> y [s*b, *']
 Candidate = Callable[[Tensor, Tensor], Tensor]
-
-
-def segmented_batch_norm(
-    x: Tensor,
-    num_segments: int,
-    weight: Tensor | None,
-    bias: Tensor | None,
-    eps: float = 1e-5,
-    mean: Tensor | None = None,
-    var: Tensor | None = None,
-    *,
-    backend: str | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch norm of x [S*b, C, *] with per-segment statistics: (y like x, mean [S, C], var [S, C]).
-
-    Training / recalibration: mean, var None, each segment normalised with its own batch
-    statistics (biased variance), which are returned (as bookkeeping: no gradient flows through
-    them on the aten backend). Evaluation: mean, var [S, C] given.
-    See reference.segmented_batch_norm (the specification). Backends: reference, aten.
-    """
-    chosen = choose_backend("segmented_batch_norm", x.device, backend, IMPLEMENTED_BACKENDS)
-    if x.dim() < 2:
-        raise ValueError(f"segmented_batch_norm takes [S*b, C, *], got shape {tuple(x.shape)}")
-    if num_segments < 1 or x.shape[0] % num_segments:
-        raise ValueError(f"a batch of {x.shape[0]} rows does not split into {num_segments} equal segments")
-    if (mean is None) != (var is None):
-        raise ValueError("give both mean and var, or neither")
-    if mean is not None and (mean.shape != (num_segments, x.shape[1]) or var.shape != mean.shape):
-        raise ValueError(
-            f"mean and var must be [S, C] = [{num_segments}, {x.shape[1]}], got {tuple(mean.shape)}, {tuple(var.shape)}"
-        )
-    if chosen == "aten":
-        return _segmented_batch_norm_aten(x, num_segments, weight, bias, eps, mean, var)
-    return reference.segmented_batch_norm(x, num_segments, weight, bias, eps, mean, var)
-
-
-def _segmented_batch_norm_aten(
-    x: Tensor, num_segments: int, weight: Tensor | None, bias: Tensor | None, eps: float,
-    mean: Tensor | None, var: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """PyTorch's fused batch norm (cuDNN / the ATen CPU kernel) on each segment, a view of x in its
-    own memory format (channels-last stays channels-last): a G = 1 supernet step was 1.3-1.6x its
-    child's time with the reference's chain of elementwise passes, ~1.1x with this (tests/supernet).
-    With given statistics (evaluation) one pass over x: y = x * scale[s, c] + shift[s, c]."""
-    channels = x.shape[1]
-    if x.dtype in (torch.float16, torch.bfloat16):
-        # float32 weights select the mixed-precision kernels, which keep float32 statistics
-        weight = weight if weight is not None else x.new_ones(channels, dtype=torch.float32)
-        bias = bias if bias is not None else x.new_zeros(channels, dtype=torch.float32)
-    if mean is None:
-        parts = [torch.ops.aten._native_batch_norm_legit(part, weight, bias, True, 0.0, eps)
-                 for part in x.chunk(num_segments)]
-        y = parts[0][0] if num_segments == 1 else torch.cat([part[0] for part in parts])
-        mean = torch.stack([part[1] for part in parts])
-        var = torch.stack([part[2] for part in parts]).pow(-2) - eps
-        return y, mean, var
-    if num_segments == 1:
-        return F.batch_norm(x, mean[0], var[0], weight, bias, False, 0.0, eps), mean, var
-    compute = torch.promote_types(x.dtype, torch.float32)
-    scale = torch.rsqrt(var.to(compute) + eps)  # [S, C]
-    if weight is not None:
-        scale = scale * weight.to(compute)
-    shift = -mean.to(compute) * scale
-    if bias is not None:
-        shift = shift + bias.to(compute)
-    shape = (num_segments, 1, channels) + (1,) * (x.dim() - 2)  # broadcast over [S, b, C, *]
-    y = torch.addcmul(shift.view(shape), x.unflatten(0, (num_segments, -1)), scale.view(shape))
-    return y.flatten(0, 1).to(x.dtype), mean, var
 
 
 def route(

@@ -119,8 +119,10 @@ def segmented_batch_norm(
     eps: float,
     mean: Tensor | None = None,
     var: Tensor | None = None,
+    activation: str | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Batch norm of a batch made of `num_segments` equal consecutive segments, each on its own.
+    """Batch norm of a batch made of `num_segments` equal consecutive segments, each on its own,
+    then `activation` (None, "relu" or "silu", the Swish x * sigmoid(x)) of the normalised values.
 
     x [S*b, C, *spatial]; weight, bias [C] or None (no affine). Without `mean`/`var`: each segment
     is normalised with its own batch statistics (biased variance, as nn.BatchNorm2d in training);
@@ -142,6 +144,12 @@ def segmented_batch_norm(
         y = y * weight.to(compute).view(1, 1, -1, *([1] * (segments.dim() - 3)))
     if bias is not None:
         y = y + bias.to(compute).view(1, 1, -1, *([1] * (segments.dim() - 3)))
+    if activation == "relu":
+        y = torch.relu(y)
+    elif activation == "silu":
+        y = y * torch.sigmoid(y)
+    elif activation is not None:
+        raise ValueError(f"activation must be None, 'relu' or 'silu', got {activation!r}")
     return y.flatten(0, 1).to(x.dtype), mean, var
 
 

@@ -43,12 +43,29 @@ def call(module: nn.Module, x: Tensor, segments: Tensor) -> Tensor:
     return module(x, segments) if isinstance(module, TakesSegments) else module(x)
 
 
+#: the activation modules a SegmentedBatchNorm2d runs fused when one follows it, by op name
+FUSED_ACTIVATIONS: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.SiLU: "silu"}
+
+
 class SegmentedSequential(TakesSegments, nn.Sequential):
-    """nn.Sequential that hands `segments` to the modules that take it (same state_dict keys)."""
+    """nn.Sequential that hands `segments` to the modules that take it (same state_dict keys).
+
+    A SegmentedBatchNorm2d followed by an nn.ReLU or nn.SiLU runs as one fused op (the activation
+    module stays in the tree, so children built alike and state_dicts still match)."""
 
     def forward(self, x: Tensor, segments: Tensor) -> Tensor:  # type: ignore[override]
-        for module in self:
+        modules = list(self)
+        index = 0
+        while index < len(modules):
+            module = modules[index]
+            follower = modules[index + 1] if index + 1 < len(modules) else None
+            activation = FUSED_ACTIVATIONS.get(type(follower))
+            if isinstance(module, SegmentedBatchNorm2d) and activation is not None:
+                x = module(x, segments, activation=activation)
+                index += 2
+                continue
             x = call(module, x, segments)
+            index += 1
         return x
 
 
@@ -152,14 +169,17 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         self.group_mean: Tensor | None = None  # [G, C] after a recalibration
         self.group_var: Tensor | None = None
 
-    def forward(self, x: Tensor, segments: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, segments: Tensor, activation: str | None = None) -> Tensor:  # type: ignore[override]
+        """activation: None, "relu" or "silu", applied to the normalised output in the same op."""
         num_segments = len(segments)
         if self._moments is not None:
-            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
+            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps,
+                                                    activation=activation)
             self._moments.add(segments, mean, var, x.numel() // (num_segments * x.shape[1]))
             return y
         if self.training or not self.track_running_stats:
-            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps)
+            y, mean, var = ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps,
+                                                    activation=activation)
             if self.training and self.track_running_stats:
                 self._update_running_statistics(mean, var, x.numel() // (num_segments * x.shape[1]))
             return y
@@ -174,7 +194,8 @@ class SegmentedBatchNorm2d(TakesSegments, nn.BatchNorm2d):
         else:
             mean = self.running_mean[None].expand(num_segments, -1)
             var = self.running_var[None].expand(num_segments, -1)
-        return ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps, mean, var)[0]
+        return ops.segmented_batch_norm(x, num_segments, self.weight, self.bias, self.eps, mean, var,
+                                        activation=activation)[0]
 
     @torch.no_grad()
     def _update_running_statistics(self, mean: Tensor, var: Tensor, count: int) -> None:

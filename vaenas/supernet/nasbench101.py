@@ -96,13 +96,13 @@ class SlicedConvBnRelu(SlicedWeight, nn.Module):
         self.weight = nn.Parameter(torch.empty(max_out, max_in, kernel_size, kernel_size))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's initialisation, at the full size
         self.norms = nn.ModuleDict({str(width): _norm(width) for width in widths})
-        self.relu = nn.ReLU()
+        self.relu = nn.ReLU()  # kept for the module tree (as ConvBnRelu); forward fuses it into the norm
         self.slices_used: set[tuple[int, int]] = set()
 
     def forward(self, x: Tensor, segments: Tensor, out_channels: int) -> Tensor:
         self.use_slice(out_channels, x.shape[1])
         y = ops.sliced_conv2d(x, self.weight, out_channels, padding=self.weight.shape[-1] // 2)
-        return self.relu(self.norms[str(out_channels)](y, segments))
+        return self.norms[str(out_channels)](y, segments, activation="relu")  # self.relu fused into the norm
 
     @torch.no_grad()
     def export(self, child: ConvBnRelu, group: int | None) -> None:
