@@ -1,0 +1,258 @@
+"""Cost tables: an architecture's params and FLOPs as a sum of table lookups, batched over [N, T].
+
+`SearchSpace.cost` builds the child network and counts it (tens of ms per architecture). A cost table
+is counted once per (space, child options, image size) from a few probe children and then costs
+LongTensor[N, T] in microseconds per architecture, exactly: its params and FLOPs equal
+`space.cost(arch, image_size, **options)` for every architecture (tests/spaces/test_cost_table.py).
+
+    table = cost_model(space, image_size=32, C=16, layers=8)   # cached per space, options, size
+    table.costs(archs)            # float64 [N, 2]: params, FLOPs (one image) of each row
+    table.cost(arch)              # {'params': ..., 'flops': ...}, like space.cost
+    table.expected(probabilities) # [2]: differentiable expected cost of independent positions
+
+The additive form (CostTable), for NAS-Bench-201, NASNet and ShuffleNet:
+
+    cost(arch) = fixed + sum_t choices[t, arch[t]] + sum_g groups_active(arch)[g] * group_costs[g]
+
+`fixed` is every part no token changes (stem, reductions between stages, head); `choices[t, k]` the
+summed cost of candidate k at position t over every layer that reads position t (NAS-Bench-201's cell
+is repeated in every stage, a NASNet normal-cell edge in every normal cell); group g is a part that
+exists when any of its positions holds a token other than `none` (NASNet's preprocessing of a cell
+input that some edge reads). Entries are counted in place: each probe child (every position holding
+candidate k) runs one image under FlopCounterMode, and each candidate module's FLOPs and parameters
+are read at its own input shape; `fixed` is what remains, and must be the same in every probe (an
+internal check that the space is additive).
+
+NAS-Bench-101 has no additive table: a vertex's channels depend on how many vertices feed the output
+and on the edges between them (nasbench101_network.compute_vertex_channels), so no token costs the same
+in every cell. NASBench101Costs evaluates the exact closed form of the pruned cell instead, batched
+over N with tensor ops (the same quantities, still microseconds per architecture); it has no
+`expected` (a softmax over edge bits has no per-token cost to weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vaenas.spaces.base import SearchSpace
+
+#: the cost columns of every table, in order
+COST_KEYS = ("params", "flops")
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(_hashable(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def settings_key(space: SearchSpace, image_size: int | None, options: dict[str, Any]) -> tuple:
+    """The cache key of a table: the space, its child options overridden by `options`, the image side."""
+    size = int(space.example_input(1).shape[-1]) if image_size is None else int(image_size)
+    merged = {**space.child_options, **options}
+    return (space.name, size, tuple(sorted((key, _hashable(value)) for key, value in merged.items())))
+
+
+class _Costed:
+    """What both table forms share: validation, one-architecture dicts."""
+
+    space: SearchSpace
+    key: tuple
+
+    def costs(self, archs: Tensor, check: bool = True) -> Tensor:
+        raise NotImplementedError
+
+    def cost(self, arch: Tensor) -> dict[str, float]:
+        """{'params', 'flops'} of one architecture [T], as space.cost returns them."""
+        row = self.costs(torch.as_tensor(arch).reshape(1, -1))[0]
+        return {key: float(value) for key, value in zip(COST_KEYS, row.tolist())}
+
+    def _checked(self, archs: Tensor, check: bool) -> Tensor:
+        archs = torch.as_tensor(archs)
+        if not check:
+            return archs.reshape(-1, self.space.length).long()
+        return self.space.check_valid(archs, "a cost lookup")
+
+    @property
+    def image_size(self) -> int:
+        return self.key[1]
+
+
+@dataclass(frozen=True, eq=False)
+class CostTable(_Costed):
+    """The additive cost table of a space at one setting (see the module docstring), float64 throughout.
+
+    fixed [K]; choices [T, V, K] (V = the largest vocabulary; entries past a position's vocabulary are
+    0 and never read); groups [G, T] bool; group_costs [G, K]; K = len(COST_KEYS).
+    """
+
+    space: SearchSpace
+    key: tuple
+    fixed: Tensor
+    choices: Tensor
+    groups: Tensor
+    group_costs: Tensor
+    #: the token whose choice builds nothing (NASNet's `none`); groups count only other tokens
+    zero_token: int | None = None
+
+    def costs(self, archs: Tensor, check: bool = True) -> Tensor:
+        """float64 [N, K]: params and FLOPs of each row of LongTensor[N, T]; check=False skips the token
+        and validity checks (for callers that hold valid architectures, e.g. inside a search)."""
+        archs = self._checked(archs, check)
+        positions = torch.arange(archs.shape[1])
+        total = self.choices[positions, archs].sum(dim=1) + self.fixed
+        if self.groups.shape[0]:
+            live = archs != self.zero_token
+            active = (live[:, None, :] & self.groups[None]).any(dim=2).to(total.dtype)  # [N, G]
+            total = total + active @ self.group_costs
+        return total
+
+    def expected(self, probabilities: Tensor) -> Tensor:
+        """[K]: E[cost] when position t takes token k with probability probabilities[t, k] independently
+        (rows sum to 1; e.g. a softmax of architecture logits). Exact for this table: a group's part
+        exists with probability 1 - prod over its positions of P(zero token). Differentiable; the
+        result has the probabilities' dtype."""
+        length, width = self.choices.shape[:2]
+        if probabilities.dim() != 2 or probabilities.shape[0] != length or probabilities.shape[1] > width:
+            raise ValueError(f"{self.space.name}: expected-cost probabilities must be [{length}, <= {width}], "
+                             f"got {tuple(probabilities.shape)}")
+        choices = self.choices[:, : probabilities.shape[1]].to(probabilities)
+        total = (probabilities[:, :, None] * choices).sum(dim=(0, 1)) + self.fixed.to(probabilities)
+        if self.groups.shape[0]:
+            zero = probabilities[:, self.zero_token]  # [T]
+            none_in_group = torch.where(self.groups, zero[None], torch.ones_like(zero)[None]).prod(dim=1)
+            total = total + (1.0 - none_in_group) @ self.group_costs.to(probabilities)
+        return total
+
+
+# --- counting probe children ---------------------------------------------------------------------
+def module_costs(model: nn.Module, image_size: int, in_channels: int = 3) -> tuple[dict[str, Tensor], Tensor]:
+    """({module name: float64 [K]}, total [K]) of one eval-mode forward of one random image: each named
+    module's trainable parameters and the FLOPs (FlopCounterMode) counted inside it, at the input shape
+    it has in the network."""
+    model = model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, in_channels, image_size, image_size))
+    prefix = type(model).__name__
+    flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
+    parts = {}
+    for name, module in model.named_modules():
+        params = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        parts[name] = torch.tensor([params, flops.get(f"{prefix}.{name}" if name else prefix, 0)],
+                                   dtype=torch.float64)
+    return parts, parts[""]
+
+
+def _additive_table(
+    space: SearchSpace, key: tuple, probes: dict[int, Tensor], options: dict[str, Any],
+    places: Any, group_count: int = 0,
+) -> CostTable:
+    """Count the probe child of each token k (probes[k]: an architecture with k at every position) and
+    fold its parts into a table. places(module name) -> ('choice', position) | ('group', g) | None
+    names the modules that depend on a token; the rest of the network is `fixed`."""
+    width = max(space.vocab_sizes)
+    choices = torch.zeros(space.length, width, len(COST_KEYS), dtype=torch.float64)
+    group_costs: Tensor | None = None
+    fixed: Tensor | None = None
+    for token, arch in probes.items():
+        parts, total = module_costs(space.build_child(arch, **options), key[1])
+        groups_here = torch.zeros(group_count, len(COST_KEYS), dtype=torch.float64)
+        variable = torch.zeros(len(COST_KEYS), dtype=torch.float64)
+        for name, cost in parts.items():
+            place = places(name)
+            if place is None:
+                continue
+            kind, index = place
+            if kind == "choice":
+                choices[index, token] += cost
+            else:
+                groups_here[index] += cost
+            variable += cost
+        remainder = total - variable
+        if fixed is None:
+            fixed, group_costs = remainder, groups_here
+        elif not (torch.equal(fixed, remainder) and torch.equal(group_costs, groups_here)):
+            raise RuntimeError(f"{space.name}: the probe children disagree on the fixed parts "
+                               f"({fixed.tolist()} vs {remainder.tolist()}): the cost is not additive")
+    groups = torch.zeros(group_count, space.length, dtype=torch.bool)
+    return CostTable(space, key, fixed, choices, groups, group_costs, getattr(space, "zero_token", None))
+
+
+def _nasbench201_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
+    from vaenas.spaces.nasbench201 import InferCell
+
+    probes = {k: torch.full((space.length,), k) for k in range(space.vocab_sizes[0])}
+    model = space.build_child(probes[1], **options)
+    cells = {name for name, module in model.named_modules() if isinstance(module, InferCell)}
+
+    def places(name: str) -> tuple[str, int] | None:
+        parent, _, rest = name.rpartition(".layers.")
+        return ("choice", int(rest)) if parent in cells and rest.isdigit() else None
+
+    return _additive_table(space, key, probes, options, places)
+
+
+def _shufflenet_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
+    probes = {k: torch.full((space.length,), k) for k in range(space.vocab_sizes[0])}
+
+    def places(name: str) -> tuple[str, int] | None:
+        head, _, rest = name.partition(".")
+        return ("choice", int(rest)) if head == "features" and rest.isdigit() else None
+
+    return _additive_table(space, key, probes, options, places)
+
+
+def _nasnet_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
+    from vaenas.spaces import nasnet
+
+    settings = space.child_settings(options)
+    reductions = set(nasnet.reduction_cells(settings["layers"], settings["reductions"]))
+    probes = {k: torch.full((space.length,), k) for k in range(1, len(nasnet.OPS))}  # `none` builds nothing
+
+    def places(name: str) -> tuple[str, int] | None:
+        parts = name.split(".")
+        if len(parts) != 3 or parts[0] != "cells":
+            return None
+        cell_type = int(int(parts[1]) in reductions)
+        if parts[2] in ("preprocess0", "preprocess1"):
+            return "group", 2 * cell_type + int(parts[2][-1])
+        return None
+
+    def edge_places(name: str) -> tuple[str, int] | None:
+        parts = name.split(".")
+        if len(parts) == 4 and parts[0] == "cells" and parts[2] == "edges":
+            node, predecessor = (int(piece) for piece in parts[3].removeprefix("node").split("_from"))
+            return "choice", nasnet.edge_position(int(int(parts[1]) in reductions), node, predecessor)
+        return places(name)
+
+    table = _additive_table(space, key, probes, options, edge_places, group_count=4)
+    # group 2c + i: the edges of cell type c that read cell input i (predecessor i of every node)
+    for cell_type in range(len(nasnet.CELLS)):
+        for node in range(nasnet.NODES):
+            for predecessor in range(2):
+                table.groups[2 * cell_type + predecessor, nasnet.edge_position(cell_type, node, predecessor)] = True
+    return table
+
+
+_BUILDERS = {"nasbench201": _nasbench201_table, "shufflenet": _shufflenet_table, "nasnet": _nasnet_table}
+_CACHE: dict[tuple, _Costed] = {}
+
+
+def cost_model(space: SearchSpace, image_size: int | None = None, **options: Any) -> CostTable | Any:
+    """The exact batched cost model of build_child(arch, **options) on one image of side image_size
+    (None: example_input's): a CostTable, or NASBench101Costs for NAS-Bench-101. Counted on first use
+    (a few probe children, about a second for NASNet), then cached per space name, options and size."""
+    key = settings_key(space, image_size, options)
+    if key not in _CACHE:
+        if space.name == "nasbench101":
+            from vaenas.spaces.nasbench101_cost import NASBench101Costs
+
+            _CACHE[key] = NASBench101Costs(space, key, options)
+        elif space.name in _BUILDERS:
+            _CACHE[key] = _BUILDERS[space.name](space, key, options)
+        else:
+            raise ValueError(f"no cost table for space {space.name!r}: known {sorted([*_BUILDERS, 'nasbench101'])}")
+    return _CACHE[key]
