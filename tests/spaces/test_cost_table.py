@@ -29,10 +29,10 @@ CASES = [
 @pytest.mark.parametrize("name, options, size", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_table_costs_equal_the_built_childs(name, options, size):
     space = get_space(name)
-    archs = space.sample(6, torch.Generator().manual_seed(len(options) + size))
+    archs = space.sample(4, torch.Generator().manual_seed(len(options) + size))
     table = cost_model(space, size, **options)
     got = table.costs(archs)
-    assert got.dtype == torch.float64 and got.shape == (6, len(COST_KEYS))
+    assert got.dtype == torch.float64 and got.shape == (4, len(COST_KEYS))
     for arch, row in zip(archs, got.tolist()):
         built = space.cost(arch, image_size=size, **options)
         assert [built[key] for key in COST_KEYS] == row
@@ -54,8 +54,8 @@ def test_nasbench101_many_cells_match_the_built_network():
         assert [built["params"], built["flops"]] == row
 
 
-def test_nasnet_default_network_and_cell_inputs_no_edge_reads():
-    # the CIFAR default (C 36, 20 layers) and cells where a cell input has no edge (no preprocessing)
+def test_nasnet_cell_inputs_no_edge_reads():
+    # a cell input that no edge reads gets no preprocessing: the table's group terms
     space = get_space("nasnet")
     arch = space.sample(1, torch.Generator().manual_seed(0))[0]
     arch[[0, 2, 5, 9]] = 0  # no edge of the normal cell reads c_{k-2} ...
@@ -63,7 +63,8 @@ def test_nasnet_default_network_and_cell_inputs_no_edge_reads():
     arch[[15, 17, 20, 24]] = 0  # no edge of the reduction cell reads c_{k-1} ...
     arch[[14, 16, 19, 23]] = 5  # ... every node reads c_{k-2}
     assert space.is_valid(arch[None])[0]
-    assert cost_model(space).cost(arch) == space.cost(arch)
+    options = {"C": 6, "layers": 6, "num_classes": 10}
+    assert cost_model(space, 32, **options).cost(arch) == space.cost(arch, image_size=32, **options)
 
 
 def test_cost_models_are_cached_per_setting_and_reject_bad_architectures():

@@ -129,21 +129,52 @@ class CostTable(_Costed):
 
 
 # --- counting probe children ---------------------------------------------------------------------
-def module_costs(model: nn.Module, image_size: int, in_channels: int = 3) -> tuple[dict[str, Tensor], Tensor]:
-    """({module name: float64 [K]}, total [K]) of one eval-mode forward of one random image: each named
-    module's trainable parameters and the FLOPs (FlopCounterMode) counted inside it, at the input shape
-    it has in the network."""
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def network_cost(model: nn.Module, image_size: int, in_channels: int = 3) -> Tensor:
+    """float64 [K]: trainable parameters and FLOPs (FlopCounterMode, eval mode) of one image; run on the
+    meta device when the model is there (shapes only: FLOPs depend on nothing else)."""
     model = model.eval()
+    device = next(model.parameters()).device
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.randn(1, in_channels, image_size, image_size))
-    prefix = type(model).__name__
-    flops = {name: sum(counts.values()) for name, counts in counter.get_flop_counts().items()}
-    parts = {}
-    for name, module in model.named_modules():
-        params = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        parts[name] = torch.tensor([params, flops.get(f"{prefix}.{name}" if name else prefix, 0)],
-                                   dtype=torch.float64)
-    return parts, parts[""]
+        model(torch.randn(1, in_channels, image_size, image_size, device=device))
+    return torch.tensor([_params(model), counter.get_total_flops()], dtype=torch.float64)
+
+
+def part_costs(model: nn.Module, image_size: int, names: list[str], in_channels: int = 3) -> dict[str, Tensor]:
+    """{name: float64 [K]}: params and FLOPs of the named submodules, each counted in place: one plain
+    forward of one random image (on the model's device; "meta" propagates shapes only) records every part's inputs, then each part runs alone on them under
+    FlopCounterMode. Parts with the same structure (repr) and input shapes are counted once (a cell's
+    edge repeats across cells and probes), which keeps a table of a 20-cell NASNet to a few seconds."""
+    model = model.eval()
+    device = next(model.parameters()).device
+    inputs: dict[str, tuple] = {}
+    hooks = [model.get_submodule(name).register_forward_pre_hook(
+        lambda _module, args, name=name: inputs.setdefault(name, tuple(
+            a.detach().clone() if isinstance(a, Tensor) else a for a in args))) for name in names]
+    try:
+        with torch.no_grad():
+            model(torch.randn(1, in_channels, image_size, image_size, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    costs = {}
+    for name in names:
+        module, args = model.get_submodule(name), inputs.get(name)
+        if args is None:
+            raise RuntimeError(f"part {name} of {type(model).__name__} did not run in the forward")
+        signature = (repr(module), tuple(tuple(a.shape) if isinstance(a, Tensor) else a for a in args))
+        if signature not in _PART_CACHE:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                module(*args)
+            _PART_CACHE[signature] = torch.tensor([_params(module), counter.get_total_flops()], dtype=torch.float64)
+        costs[name] = _PART_CACHE[signature]
+    return costs
+
+
+_PART_CACHE: dict[tuple, Tensor] = {}
 
 
 def _additive_table(
@@ -152,31 +183,32 @@ def _additive_table(
 ) -> CostTable:
     """Count the probe child of each token k (probes[k]: an architecture with k at every position) and
     fold its parts into a table. places(module name) -> ('choice', position) | ('group', g) | None
-    names the modules that depend on a token; the rest of the network is `fixed`."""
+    names the modules that depend on a token; the rest of the network is `fixed`, counted once on the
+    probe with the fewest modules (the whole network under FlopCounterMode, minus its parts)."""
     width = max(space.vocab_sizes)
     choices = torch.zeros(space.length, width, len(COST_KEYS), dtype=torch.float64)
-    group_costs: Tensor | None = None
-    fixed: Tensor | None = None
+    group_costs = torch.zeros(group_count, len(COST_KEYS), dtype=torch.float64)
+    fixed, smallest = None, None
     for token, arch in probes.items():
-        parts, total = module_costs(space.build_child(arch, **options), key[1])
-        groups_here = torch.zeros(group_count, len(COST_KEYS), dtype=torch.float64)
-        variable = torch.zeros(len(COST_KEYS), dtype=torch.float64)
-        for name, cost in parts.items():
-            place = places(name)
-            if place is None:
-                continue
-            kind, index = place
+        model = space.build_child(arch, **options).to("meta")  # its forwards only propagate shapes
+        named = [(name, places(name)) for name, _ in model.named_modules()]
+        named = [(name, place) for name, place in named if place is not None]
+        parts = part_costs(model, key[1], [name for name, _ in named])
+        groups_here = torch.zeros_like(group_costs)
+        for name, (kind, index) in named:
             if kind == "choice":
-                choices[index, token] += cost
+                choices[index, token] += parts[name]
             else:
-                groups_here[index] += cost
-            variable += cost
-        remainder = total - variable
+                groups_here[index] += parts[name]
         if fixed is None:
-            fixed, group_costs = remainder, groups_here
-        elif not (torch.equal(fixed, remainder) and torch.equal(group_costs, groups_here)):
-            raise RuntimeError(f"{space.name}: the probe children disagree on the fixed parts "
-                               f"({fixed.tolist()} vs {remainder.tolist()}): the cost is not additive")
+            group_costs = groups_here
+        elif not torch.equal(group_costs, groups_here):
+            raise RuntimeError(f"{space.name}: the probe children disagree on the parts built for any token "
+                               f"({group_costs.tolist()} vs {groups_here.tolist()}): the cost is not additive")
+        size = sum(1 for _ in model.modules())
+        if smallest is None or size < smallest:
+            variable = sum(parts.values(), torch.zeros(len(COST_KEYS), dtype=torch.float64))
+            fixed, smallest = network_cost(model, key[1]) - variable, size
     groups = torch.zeros(group_count, space.length, dtype=torch.bool)
     return CostTable(space, key, fixed, choices, groups, group_costs, getattr(space, "zero_token", None))
 
