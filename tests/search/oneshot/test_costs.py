@@ -75,7 +75,7 @@ def test_a_budget_no_architecture_meets_is_refused_before_anything_runs(tmp_path
     assert main(["method=oneshot", *DATA, "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8",
                  "search.max_params=1", f"out={run}"]) == 2
     error = capsys.readouterr().err
-    assert "search.max_params=1: none of 64 uniformly drawn nasbench201 architectures meets it (the smallest:" in error
+    assert "search.max_params=1: none of 4096 uniformly drawn nasbench201 architectures is within it (they range over" in error
     assert len(error.strip().splitlines()) == 1 and not run.exists()  # refused before a folder was made
 
 
@@ -95,3 +95,54 @@ def test_seeds_are_drawn_uniformly_when_the_vae_cannot_meet_the_budget(monkeypat
     search.start_search()
     assert len(search.evolutions["vae"].archs) == 4 and search.evolutions["vae"].uniform_topups == 4
     assert "VAE seeds: VAESampler: only 0 of 4" in caplog.text and "topped up uniformly" in caplog.text
+
+
+NB201_TINY = ["space=nasbench201", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1",
+              "data.image_size=8"]
+
+
+def test_every_architecture_the_final_search_scores_is_within_a_flops_band():
+    """search.min_flops / max_flops: a band (SPOS's FLOPs ranges); the seeds, every bred candidate and
+    the result are within it, checked with the cost table before the supernet scores anything."""
+    space = get_space("nasbench201")
+    table = space.cost_model(8, channels=4, cells_per_stage=1, num_classes=10)
+    flops = table.costs(space.sample(2000, torch.Generator().manual_seed(0)))[:, 1]
+    low, high = float(flops.quantile(0.35)), float(flops.quantile(0.6))
+    search = _search(OneShotSearch, OneShotConfig, [*NB201_TINY, "search.seeds=4", "search.seeding=both",
+                                                    "search.population=3", "search.parents=2", "search.generations=2",
+                                                    f"search.min_flops={low}", f"search.max_flops={high}"])
+    scored = []
+    evaluate = search.oracle.evaluate
+    search.oracle.evaluate = lambda archs: (scored.append(archs), evaluate(archs))[1]
+    search.start_search()
+    while search.search_step():
+        pass
+    scored = torch.cat(scored)
+    assert len(scored) >= 8
+    counted = torch.tensor([search.space.cost(arch, image_size=8, **search.supernet.child_options())["flops"]
+                            for arch in scored])  # built and counted: the table's filter was exact
+    assert bool(((counted >= low) & (counted <= high)).all())
+    assert low <= search.result()["cost"]["flops"] <= high
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["search.min_flops=2e6", "search.max_flops=1e6"],
+     "search.min_flops: 2e+06 is above search.max_flops 1e+06: no network is within an empty band"),
+    (["search.min_params=5", "search.max_params=4"], "search.min_params: 5 is above search.max_params 4"),
+    (["search.min_flops=0"], "search.min_flops: 0.0 must be greater than 0"),
+])
+def test_an_empty_or_bad_band_is_a_config_error(overrides, message):
+    from vaenas.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+        load_config(None, DATA + overrides, cls=OneShotConfig)
+
+
+def test_a_lower_bound_no_architecture_reaches_is_refused_before_anything_runs(tmp_path, capsys):
+    from vaenas.search.oneshot.cli import main
+
+    run = tmp_path / "run"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "search.min_params=1e9", f"out={run}"]) == 2
+    error = capsys.readouterr().err
+    assert "search.min_params=1e+09: none of 4096 uniformly drawn nasbench201 architectures is within it" in error
+    assert not run.exists()

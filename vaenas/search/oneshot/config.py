@@ -24,6 +24,7 @@ from vaenas.config import ConfigError, check_device, option
 from vaenas.data import DataConfig
 from vaenas.sampler import VAEConfig
 from vaenas.search import PACKAGED_CONFIGS
+from vaenas.search.budget import Budget
 
 #: spaces with a supernet (vaenas.supernet.get_supernet)
 ONESHOT_SPACES = ("nasbench201", "nasnet", "shufflenet", "nasbench101")
@@ -165,6 +166,10 @@ class SearchConfig:
                                       "evaluation)", above=0)
     max_flops: float | None = option(None, "FLOPs limit of a candidate's exported network, one image at "
                                      "data.image_size (checked before evaluation)", above=0)
+    min_params: float | None = option(None, "lower parameter bound of a candidate's exported network (with "
+                                      "max_params: a band, as SPOS searches within a range)", above=0)
+    min_flops: float | None = option(None, "lower FLOPs bound of a candidate's exported network, one image at "
+                                     "data.image_size (with max_flops: a band, SPOS's FLOPs ranges)", above=0)
     ground_truth: str = option(
         "auto", "true accuracies for the report's τ and true-accuracy columns: auto (the packaged table of the "
         "space and data.name: NAS-Bench-201 on cifar10/cifar100, NAS-Bench-101's sample on cifar10; right only "
@@ -173,6 +178,10 @@ class SearchConfig:
         "(e.g. `3 1 2 1 4 3`), and its accuracy in %",
     )
 
+
+    def budget(self) -> Budget:
+        """The cost bounds of the exported network (vaenas.search.budget); ValueError for an empty band."""
+        return Budget(self.max_params, self.max_flops, self.min_params, self.min_flops, prefix="search")
 
 @dataclass
 class RunConfig:
@@ -225,6 +234,10 @@ class OneShotConfig:
                 f"train.group_size: a batch of {self.data.batch_size} (data.batch_size) does not split into "
                 f"{self.train.group_size} equal groups"
             )
+        try:
+            self.search.budget()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         check_device("train.device", self.train.device, allow_auto=True)
         if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
             raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")
