@@ -146,3 +146,29 @@ def test_a_lower_bound_no_architecture_reaches_is_refused_before_anything_runs(t
     error = capsys.readouterr().err
     assert "search.min_params=1e+09: none of 4096 uniformly drawn nasbench201 architectures is within it" in error
     assert not run.exists()
+
+
+def test_spos_constrained_sampling_trains_only_architectures_within_the_band():
+    """train.within_budget with vaenas.epsilon_inc=0: SPOS's uniform sampling within a FLOPs band."""
+    space = get_space("nasbench201")
+    table = space.cost_model(8, channels=4, cells_per_stage=1, num_classes=10)
+    flops = table.costs(space.sample(2000, torch.Generator().manual_seed(0)))[:, 1]
+    low, high = float(flops.quantile(0.3)), float(flops.quantile(0.5))
+    search = _search(OneShotSearch, OneShotConfig, [
+        *NB201_TINY, "train.steps=6", "train.warmup_steps=0", "vaenas.refit_every=100", "vaenas.epsilon_inc=0",
+        "train.within_budget=true", f"search.min_flops={low}", f"search.max_flops={high}"])
+    trained = []
+    search.on_step = lambda step, archs: trained.append(archs)
+    search.train()
+    trained = torch.cat(trained)
+    assert len(trained) == 6
+    counted = torch.tensor([space.cost(arch, image_size=8, **search.supernet.child_options())["flops"]
+                            for arch in trained])
+    assert bool(((counted >= low) & (counted <= high)).all())
+
+
+def test_constrained_sampling_needs_a_bound():
+    from vaenas.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.within_budget: no bound to sample within"):
+        load_config(None, DATA + ["train.within_budget=true"], cls=OneShotConfig)

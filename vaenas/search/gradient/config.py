@@ -111,6 +111,7 @@ class GradientConfig(OneShotConfig):
         "vaenas.epsilon_max": "the gradient search samples every path from the VAE (Γ = p_θ, paper eq. 6): no ε",
         "vaenas.compare_samples": "only the one-shot search compares VAE and uniform samples at its refits",
         "train.group_size": "the gradient search trains one path per step",
+        "train.within_budget": "the gradient search has no search.* bounds; its cost term is gradient.cost_*",
     }
 
     def check(self) -> None:

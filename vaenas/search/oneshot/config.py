@@ -113,6 +113,11 @@ class TrainConfig:
     )
     # issue 18 (scripts/supernet_curves.py, NB201 C = 16, N = 5 under uniform paths): warm-up and clipping
     # each took the loss after 600 steps from 1.99 to ~1.87; with affine-free cells and 3000 steps, 1.09
+    within_budget: bool = option(
+        False, "draw every trained architecture within the search.{min,max}_{params,flops} bounds (SPOS's "
+        "constrained uniform sampling: with vaenas.epsilon_inc=0, uniform within a FLOPs band), by rejection on "
+        "the cost table; needs a bound",
+    )
     warmup_steps: int = option(100, "steps of linear learning-rate warm-up (0: none)", at_least=0)
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null: no clipping; NB201's "
                                           "random-sampling baseline clips at 5)", above=0)
@@ -235,9 +240,12 @@ class OneShotConfig:
                 f"{self.train.group_size} equal groups"
             )
         try:
-            self.search.budget()
+            budget = self.search.budget()
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        if self.train.within_budget and not budget.active and self.method == "oneshot":
+            raise ConfigError("train.within_budget: no bound to sample within; set search.max_flops, search.min_flops "
+                              "(a band), search.max_params or search.min_params")
         check_device("train.device", self.train.device, allow_auto=True)
         if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
             raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")

@@ -181,7 +181,9 @@ class OneShotSearch:
         until = self.config.train.steps if until is None else until
         config = self.config
         while self.step < until:
-            archs = self.mixture.sample(config.train.group_size, self.arch_generator)
+            # train.within_budget: SPOS's constrained sampling, every trained architecture within the bounds
+            within = self.accept if config.train.within_budget else None
+            archs = self.mixture.sample(config.train.group_size, self.arch_generator, accept=within)
             self.arch_digest = hashlib.sha256(self.arch_digest.encode() + archs.numpy().tobytes()).hexdigest()
             if self.on_step is not None:
                 self.on_step(self.step, archs)
