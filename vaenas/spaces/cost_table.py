@@ -32,6 +32,7 @@ over N with tensor ops (the same quantities, still microseconds per architecture
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,14 +62,16 @@ class _Costed:
 
     space: SearchSpace
     key: tuple
+    #: the name of each cost column
+    keys: tuple[str, ...] = COST_KEYS
 
     def costs(self, archs: Tensor, check: bool = True) -> Tensor:
         raise NotImplementedError
 
     def cost(self, arch: Tensor) -> dict[str, float]:
-        """{'params', 'flops'} of one architecture [T], as space.cost returns them."""
+        """{'params', 'flops'} of one architecture [T], as space.cost returns them (a latency table: its keys)."""
         row = self.costs(torch.as_tensor(arch).reshape(1, -1))[0]
-        return {key: float(value) for key, value in zip(COST_KEYS, row.tolist())}
+        return {key: float(value) for key, value in zip(self.keys, row.tolist())}
 
     def _checked(self, archs: Tensor, check: bool) -> Tensor:
         archs = torch.as_tensor(archs)
@@ -86,7 +89,8 @@ class CostTable(_Costed):
     """The additive cost table of a space at one setting (see the module docstring), float64 throughout.
 
     fixed [K]; choices [T, V, K] (V = the largest vocabulary; entries past a position's vocabulary are
-    0 and never read); groups [G, T] bool; group_costs [G, K]; K = len(COST_KEYS).
+    0 and never read); groups [G, T] bool; group_costs [G, K]; K = len(keys) (COST_KEYS: params, FLOPs;
+    a latency table, vaenas.spaces.latency: milliseconds).
     """
 
     space: SearchSpace
@@ -97,6 +101,8 @@ class CostTable(_Costed):
     group_costs: Tensor
     #: the token whose choice builds nothing (NASNet's `none`); groups count only other tokens
     zero_token: int | None = None
+    #: the name of each cost column (a latency table has its own)
+    keys: tuple[str, ...] = COST_KEYS
 
     def costs(self, archs: Tensor, check: bool = True) -> Tensor:
         """float64 [N, K]: params and FLOPs of each row of LongTensor[N, T]; check=False skips the token
@@ -177,22 +183,37 @@ def part_costs(model: nn.Module, image_size: int, names: list[str], in_channels:
 _PART_CACHE: dict[tuple, Tensor] = {}
 
 
-def _additive_table(
-    space: SearchSpace, key: tuple, probes: dict[int, Tensor], options: dict[str, Any],
-    places: Any, group_count: int = 0,
-) -> CostTable:
-    """Count the probe child of each token k (probes[k]: an architecture with k at every position) and
-    fold its parts into a table. places(module name) -> ('choice', position) | ('group', g) | None
-    names the modules that depend on a token; the rest of the network is `fixed`, counted once on the
-    probe with the fewest modules (the whole network under FlopCounterMode, minus its parts)."""
+@dataclass(frozen=True)
+class TableLayout:
+    """Where a space's token-dependent parts sit in its child (what a cost or latency table is built from).
+
+    probes: {token k: an architecture with k at every position} (tokens that build nothing are left out);
+    places(module name) -> ('choice', position) | ('group', g) | None: the modules that depend on a token
+    (None: the rest, the fixed part); groups [G, T] bool: the positions whose non-zero tokens build group g.
+    """
+
+    probes: dict[int, Tensor]
+    places: Callable[[str], tuple[str, int] | None]
+    groups: Tensor
+
+
+def located_parts(model: nn.Module, layout: TableLayout) -> list[tuple[str, tuple[str, int]]]:
+    """(module name, place) of every module of a probe child that depends on a token."""
+    named = [(name, layout.places(name)) for name, _ in model.named_modules()]
+    return [(name, place) for name, place in named if place is not None]
+
+
+def _additive_table(space: SearchSpace, key: tuple, layout: TableLayout, options: dict[str, Any]) -> CostTable:
+    """Count the probe child of each token and fold its parts into a table; the rest of the network is
+    `fixed`, counted once on the probe with the fewest modules (the whole network under FlopCounterMode,
+    minus its parts). The parts built for any token (groups) must agree between probes."""
     width = max(space.vocab_sizes)
     choices = torch.zeros(space.length, width, len(COST_KEYS), dtype=torch.float64)
-    group_costs = torch.zeros(group_count, len(COST_KEYS), dtype=torch.float64)
+    group_costs = torch.zeros(layout.groups.shape[0], len(COST_KEYS), dtype=torch.float64)
     fixed, smallest = None, None
-    for token, arch in probes.items():
+    for token, arch in layout.probes.items():
         model = space.build_child(arch, **options).to("meta")  # its forwards only propagate shapes
-        named = [(name, places(name)) for name, _ in model.named_modules()]
-        named = [(name, place) for name, place in named if place is not None]
+        named = located_parts(model, layout)
         parts = part_costs(model, key[1], [name for name, _ in named])
         groups_here = torch.zeros_like(group_costs)
         for name, (kind, index) in named:
@@ -209,14 +230,17 @@ def _additive_table(
         if smallest is None or size < smallest:
             variable = sum(parts.values(), torch.zeros(len(COST_KEYS), dtype=torch.float64))
             fixed, smallest = network_cost(model, key[1]) - variable, size
-    groups = torch.zeros(group_count, space.length, dtype=torch.bool)
-    return CostTable(space, key, fixed, choices, groups, group_costs, getattr(space, "zero_token", None))
+    return CostTable(space, key, fixed, choices, layout.groups, group_costs, getattr(space, "zero_token", None))
 
 
-def _nasbench201_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
+def _every_token(space: SearchSpace, skip: tuple[int, ...] = ()) -> dict[int, Tensor]:
+    return {k: torch.full((space.length,), k) for k in range(space.vocab_sizes[0]) if k not in skip}
+
+
+def _nasbench201_layout(space: SearchSpace, options: dict[str, Any]) -> TableLayout:
     from vaenas.spaces.nasbench201 import InferCell
 
-    probes = {k: torch.full((space.length,), k) for k in range(space.vocab_sizes[0])}
+    probes = _every_token(space)
     model = space.build_child(probes[1], **options)
     cells = {name for name, module in model.named_modules() if isinstance(module, InferCell)}
 
@@ -224,52 +248,55 @@ def _nasbench201_table(space: SearchSpace, key: tuple, options: dict[str, Any]) 
         parent, _, rest = name.rpartition(".layers.")
         return ("choice", int(rest)) if parent in cells and rest.isdigit() else None
 
-    return _additive_table(space, key, probes, options, places)
+    return TableLayout(probes, places, torch.zeros(0, space.length, dtype=torch.bool))
 
 
-def _shufflenet_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
-    probes = {k: torch.full((space.length,), k) for k in range(space.vocab_sizes[0])}
-
+def _shufflenet_layout(space: SearchSpace, options: dict[str, Any]) -> TableLayout:
     def places(name: str) -> tuple[str, int] | None:
         head, _, rest = name.partition(".")
         return ("choice", int(rest)) if head == "features" and rest.isdigit() else None
 
-    return _additive_table(space, key, probes, options, places)
+    return TableLayout(_every_token(space), places, torch.zeros(0, space.length, dtype=torch.bool))
 
 
-def _nasnet_table(space: SearchSpace, key: tuple, options: dict[str, Any]) -> CostTable:
+def _nasnet_layout(space: SearchSpace, options: dict[str, Any]) -> TableLayout:
     from vaenas.spaces import nasnet
 
     settings = space.child_settings(options)
     reductions = set(nasnet.reduction_cells(settings["layers"], settings["reductions"]))
-    probes = {k: torch.full((space.length,), k) for k in range(1, len(nasnet.OPS))}  # `none` builds nothing
 
     def places(name: str) -> tuple[str, int] | None:
         parts = name.split(".")
-        if len(parts) != 3 or parts[0] != "cells":
+        if parts[0] != "cells" or len(parts) not in (3, 4):
             return None
         cell_type = int(int(parts[1]) in reductions)
-        if parts[2] in ("preprocess0", "preprocess1"):
+        if len(parts) == 3 and parts[2] in ("preprocess0", "preprocess1"):
             return "group", 2 * cell_type + int(parts[2][-1])
+        if len(parts) == 4 and parts[2] == "edges":
+            node, predecessor = (int(piece) for piece in parts[3].removeprefix("node").split("_from"))
+            return "choice", nasnet.edge_position(cell_type, node, predecessor)
         return None
 
-    def edge_places(name: str) -> tuple[str, int] | None:
-        parts = name.split(".")
-        if len(parts) == 4 and parts[0] == "cells" and parts[2] == "edges":
-            node, predecessor = (int(piece) for piece in parts[3].removeprefix("node").split("_from"))
-            return "choice", nasnet.edge_position(int(int(parts[1]) in reductions), node, predecessor)
-        return places(name)
-
-    table = _additive_table(space, key, probes, options, edge_places, group_count=4)
     # group 2c + i: the edges of cell type c that read cell input i (predecessor i of every node)
+    groups = torch.zeros(2 * len(nasnet.CELLS), space.length, dtype=torch.bool)
     for cell_type in range(len(nasnet.CELLS)):
         for node in range(nasnet.NODES):
             for predecessor in range(2):
-                table.groups[2 * cell_type + predecessor, nasnet.edge_position(cell_type, node, predecessor)] = True
-    return table
+                groups[2 * cell_type + predecessor, nasnet.edge_position(cell_type, node, predecessor)] = True
+    return TableLayout(_every_token(space, skip=(nasnet.OPS.index("none"),)), places, groups)
 
 
-_BUILDERS = {"nasbench201": _nasbench201_table, "shufflenet": _shufflenet_table, "nasnet": _nasnet_table}
+_LAYOUTS = {"nasbench201": _nasbench201_layout, "shufflenet": _shufflenet_layout, "nasnet": _nasnet_layout}
+
+
+def table_layout(space: SearchSpace, **options: Any) -> TableLayout:
+    """The TableLayout of build_child(arch, **options); ValueError for a space without an additive table."""
+    if space.name not in _LAYOUTS:
+        raise ValueError(f"{space.name}: no additive table (a cell's channels depend on its whole graph); "
+                         f"spaces with one: {', '.join(sorted(_LAYOUTS))}")
+    return _LAYOUTS[space.name](space, options)
+
+
 _CACHE: dict[tuple, _Costed] = {}
 
 
@@ -283,8 +310,8 @@ def cost_model(space: SearchSpace, image_size: int | None = None, **options: Any
             from vaenas.spaces.nasbench101_cost import NASBench101Costs
 
             _CACHE[key] = NASBench101Costs(space, key, options)
-        elif space.name in _BUILDERS:
-            _CACHE[key] = _BUILDERS[space.name](space, key, options)
+        elif space.name in _LAYOUTS:
+            _CACHE[key] = _additive_table(space, key, table_layout(space, **options), options)
         else:
-            raise ValueError(f"no cost table for space {space.name!r}: known {sorted([*_BUILDERS, 'nasbench101'])}")
+            raise ValueError(f"no cost table for space {space.name!r}: known {sorted([*_LAYOUTS, 'nasbench101'])}")
     return _CACHE[key]
