@@ -172,3 +172,16 @@ def test_constrained_sampling_needs_a_bound():
 
     with pytest.raises(ConfigError, match="train.within_budget: no bound to sample within"):
         load_config(None, DATA + ["train.within_budget=true"], cls=OneShotConfig)
+
+
+def test_the_run_folder_shows_accuracy_against_cost_within_the_band(tmp_path):
+    import json
+
+    from vaenas.search.oneshot.cli import main
+
+    run = tmp_path / "run"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "train.steps=4", "train.warmup_steps=0", "vaenas.refit_every=2",
+                 "vaenas.n_samples=4", "vae.n_iters=2", "search.seeds=3", "search.population=2", "search.parents=2",
+                 "search.generations=1", "search.min_flops=2e5", "search.max_flops=6e5", f"out={run}"]) == 0
+    found = json.loads((run / "architecture.json").read_text())
+    assert 2e5 <= found["cost"]["flops"] <= 6e5 and (run / "cost.png").stat().st_size > 1000
