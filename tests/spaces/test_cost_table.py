@@ -120,3 +120,11 @@ def test_nasbench101_has_no_expected_cost():
     space = get_space("nasbench101")
     with pytest.raises(ValueError, match="no expected cost"):
         cost_model(space, 8, stem_channels=8).expected(torch.full((26, 3), 1 / 3))
+
+
+def test_counting_a_table_leaves_the_global_rng_as_it_was():
+    # probe children initialise weights from it; a search's streams must not depend on the table cache
+    torch.manual_seed(5)
+    before = torch.random.get_rng_state()
+    cost_model(get_space("shufflenet"), 32, width=0.25, small_input=True, num_classes=2)
+    assert torch.equal(torch.random.get_rng_state(), before)

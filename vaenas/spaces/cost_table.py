@@ -305,7 +305,11 @@ def cost_model(space: SearchSpace, image_size: int | None = None, **options: Any
     (None: example_input's): a CostTable, or NASBench101Costs for NAS-Bench-101. Counted on first use
     (a few probe children, about a second for NASNet), then cached per space name, options and size."""
     key = settings_key(space, image_size, options)
-    if key not in _CACHE:
+    if key in _CACHE:
+        return _CACHE[key]
+    # building probe children initialises weights from the global RNG: a search's random streams must not
+    # depend on whether a table was already cached in this process (bit-for-bit resumes)
+    with torch.random.fork_rng(devices=[]):
         if space.name == "nasbench101":
             from vaenas.spaces.nasbench101_cost import NASBench101Costs
 

@@ -125,7 +125,14 @@ def _part_latencies(model: nn.Module, names: list[str], images: Tensor, setting:
 def measure_latency_table(space: SearchSpace, image_size: int | None = None, *, batch_size: int = 1,
                           device: str = "cpu", dtype: str = "float32", channels_last: bool = False,
                           repeats: int = 20, warmup: int = 3, **options: Any) -> tuple[CostTable, dict]:
-    """(the latency CostTable, its JSON document) of build_child(arch, **options) on `device`."""
+    """(the latency CostTable, its JSON document) of build_child(arch, **options) on `device`; the global
+    RNG is left as it was (children and images draw from it)."""
+    with torch.random.fork_rng(devices=[]):
+        return _measure(space, image_size, batch_size, device, dtype, channels_last, repeats, warmup, options)
+
+
+def _measure(space: SearchSpace, image_size: int | None, batch_size: int, device: str, dtype: str,
+             channels_last: bool, repeats: int, warmup: int, options: dict[str, Any]) -> tuple[CostTable, dict]:
     setting = _Setting(space, image_size, options, batch_size, device, dtype, channels_last)
     layout = table_layout(space, **options)
     choices = torch.zeros(space.length, max(space.vocab_sizes), 1, dtype=torch.float64)
@@ -190,9 +197,10 @@ def check_against_children(table: CostTable, count: int, seed: int = 0, *, batch
     archs = space.sample(count, torch.Generator().manual_seed(seed))
     predicted = table.costs(archs)[:, 0]
     measured = []
-    for arch in archs:
-        model, images = setting.child(arch), setting.images()
-        measured.append(median_ms(lambda m=model, x=images: m(x), setting.device, repeats, warmup))
+    with torch.random.fork_rng(devices=[]):  # children and images draw from the global RNG: leave it as it was
+        for arch in archs:
+            model, images = setting.child(arch), setting.images()
+            measured.append(median_ms(lambda m=model, x=images: m(x), setting.device, repeats, warmup))
     measured = torch.tensor(measured, dtype=torch.float64)
     error = ((predicted - measured).abs() / measured).mean() * 100
     rho = torch.corrcoef(torch.stack([_ranks(predicted), _ranks(measured)]))[0, 1]
