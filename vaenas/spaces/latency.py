@@ -162,16 +162,22 @@ def software() -> dict[str, str]:
 
 def load_latency_table(path: str | Path, space: SearchSpace, image_size: int | None = None, *, batch_size: int = 1,
                        device: str = "cpu", dtype: str = "float32", channels_last: bool = False,
-                       **options: Any) -> CostTable:
+                       runtime: bool = True, **options: Any) -> CostTable:
     """The table saved at `path`; ValueError when it was measured with anything else than asked
-    (space, options, image size, batch size, device or its model, dtype, memory format, threads)."""
-    document = json.loads(Path(path).read_text())
+    (space, options, image size, and with `runtime` batch size, device or its model, dtype, memory
+    format, threads). runtime=False: a search that limits the latency of a network deployed
+    elsewhere checks only the network (space, options, image size)."""
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read a latency table: {error}") from None
     if document.get("format") != FORMAT:
         raise ValueError(f"{path}: not a vaenas latency table (format {document.get('format')!r})")
     wanted = _Setting(space, image_size, options, batch_size, device, dtype, channels_last).record
     measured = document["measured_with"]
     wanted["options"] = json.loads(json.dumps(wanted["options"]))  # tuples as JSON lists, as saved
-    for field, value in wanted.items():
+    fields = wanted if runtime else {f: wanted[f] for f in ("space", "image_size", "options")}
+    for field, value in fields.items():
         if measured.get(field) != value:
             raise ValueError(f"{path}: measured with {field}={measured.get(field)!r}, asked for {field}={value!r}; "
                              "measure a table for this setting (python -m vaenas.spaces.latency)")

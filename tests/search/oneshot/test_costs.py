@@ -185,3 +185,35 @@ def test_the_run_folder_shows_accuracy_against_cost_within_the_band(tmp_path):
                  "search.generations=1", "search.min_flops=2e5", "search.max_flops=6e5", f"out={run}"]) == 0
     found = json.loads((run / "architecture.json").read_text())
     assert 2e5 <= found["cost"]["flops"] <= 6e5 and (run / "cost.png").stat().st_size > 1000
+
+
+def test_a_latency_budget_by_a_latency_table(tmp_path, capsys):
+    """search.max_latency with a table of the exported network: every scored architecture within it by
+    the table; a table of another network, or a bound without a table, is refused before training."""
+    import json
+
+    from vaenas.search.oneshot.cli import main
+    from vaenas.spaces.latency import measure_latency_table
+
+    space = get_space("nasbench201")
+    options = {"channels": 4, "cells_per_stage": 1, "num_classes": 10}
+    table, document = measure_latency_table(space, 8, repeats=2, warmup=1, **options)
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps(document))
+    latencies = table.costs(space.sample(500, torch.Generator().manual_seed(0)))[:, 0]
+    limit = float(latencies.quantile(0.5))
+    search = _search(OneShotSearch, OneShotConfig, [*NB201_TINY, "search.seeds=3", "search.seeding=uniform",
+                                                    "search.population=2", "search.parents=2", "search.generations=1",
+                                                    f"search.latency_table={path}", f"search.max_latency={limit}"])
+    search.start_search()
+    while search.search_step():
+        pass
+    scored = search.evolutions["uniform"].archs
+    assert len(scored) == 5 and bool((table.costs(scored)[:, 0] <= limit).all())
+    assert search.result()["cost"]["latency_ms"] <= limit
+    other = tmp_path / "other.json"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "supernet.nasbench201.channels=8", f"search.latency_table={path}",
+                 "search.max_latency=1", f"out={other}"]) == 2
+    assert "search.latency_table: " in capsys.readouterr().err and not other.exists()
+    with pytest.raises(Exception, match="search.max_latency / min_latency need a latency table"):
+        load_config(None, DATA + ["search.max_latency=1"], cls=OneShotConfig)

@@ -175,6 +175,12 @@ class SearchConfig:
                                       "max_params: a band, as SPOS searches within a range)", above=0)
     min_flops: float | None = option(None, "lower FLOPs bound of a candidate's exported network, one image at "
                                      "data.image_size (with max_flops: a band, SPOS's FLOPs ranges)", above=0)
+    latency_table: str = option(
+        "", "a latency table (JSON of `python -m vaenas.spaces.latency`) of the exported network, for "
+        "max_latency / min_latency; refused when measured for other child options or image size")
+    max_latency: float | None = option(None, "latency limit (ms) of a candidate's exported network by "
+                                       "search.latency_table (checked before evaluation)", above=0)
+    min_latency: float | None = option(None, "lower latency bound (ms), with max_latency a band", above=0)
     ground_truth: str = option(
         "auto", "true accuracies for the report's τ and true-accuracy columns: auto (the packaged table of the "
         "space and data.name: NAS-Bench-201 on cifar10/cifar100, NAS-Bench-101's sample on cifar10; right only "
@@ -186,7 +192,11 @@ class SearchConfig:
 
     def budget(self) -> Budget:
         """The cost bounds of the exported network (vaenas.search.budget); ValueError for an empty band."""
-        return Budget(self.max_params, self.max_flops, self.min_params, self.min_flops, prefix="search")
+        if (self.max_latency is not None or self.min_latency is not None) and not self.latency_table:
+            raise ValueError("search.latency_table: search.max_latency / min_latency need a latency table of the "
+                             "exported network (python -m vaenas.spaces.latency)")
+        return Budget(self.max_params, self.max_flops, self.min_params, self.min_flops, prefix="search",
+                      max_latency=self.max_latency, min_latency=self.min_latency)
 
 @dataclass
 class RunConfig:

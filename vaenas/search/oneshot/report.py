@@ -102,7 +102,8 @@ def network_cost(summary: dict[str, Any]) -> str:
     """'params P, FLOPs F (one image at S px)' of the exported network a summary describes."""
     cost, network = summary["cost"], summary["network"]
     size = network["image_size"]
-    return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image)"
+    latency = f", latency {cost['latency_ms']:.3g} ms (search.latency_table)" if "latency_ms" in cost else ""
+    return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image){latency}"
 
 
 def skipped_line(summary: dict[str, Any]) -> list[str]:

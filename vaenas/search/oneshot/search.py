@@ -33,11 +33,13 @@ from vaenas.groundtruth import GroundTruthError, ground_truth, kendall_tau
 from vaenas.runtime import rng_state, set_rng_state
 from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate, union_across_ranks
 from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler, draw_new
-from vaenas.search.budget import budget_filter
+from vaenas.search.budget import budget_filter, with_latency
 from vaenas.search.oneshot.config import OneShotConfig
 from vaenas.search.oneshot.final_search import Evolution, SupernetOracle
 from vaenas.search.oneshot.train import Trainer
 from vaenas.spaces import get_space
+from vaenas.spaces.base import SearchSpace
+from vaenas.spaces.latency import load_latency_table
 from vaenas.supernet import clear_group_statistics, get_supernet, network_description, recalibrate
 from vaenas.supernet.evaluation import evaluate_architectures
 
@@ -63,15 +65,29 @@ def unreachable_budget(config: OneShotConfig, num_classes: int) -> str | None:
     space = get_space(config.space)
     with torch.random.fork_rng(devices=[]):  # a throw-away supernet: only its child options are read
         options = get_supernet(space, num_classes=num_classes, **config.supernet.options(config.space)).child_options()
+    try:
+        model = search_cost_model(space, config.data.size, options, config.search.latency_table)
+    except ValueError as error:
+        return f"search.latency_table: {error}"
     archs = space.sample(_BUDGET_PROBES, torch.Generator().manual_seed(config.run.seed + _BUDGET_STREAM))
-    costs = space.cost_model(config.data.size, **options).costs(archs, check=False)
+    costs = model.costs(archs, check=False)
     if bool(budget.within(costs).any()):
         return None
     low, high = costs.min(dim=0).values.tolist(), costs.max(dim=0).values.tolist()
+    latency = f", {low[2]:.3g}..{high[2]:.3g} ms" if costs.shape[1] > 2 else ""
     return (f"{budget.describe()}: none of {_BUDGET_PROBES} uniformly drawn {config.space} architectures is within "
-            f"it (they range over {low[0]:,.0f}..{high[0]:,.0f} params, {low[1]:,.0f}..{high[1]:,.0f} FLOPs for the "
-            f"network this search exports at {config.data.size} px); move the bounds, or change the supernet's "
-            f"size (supernet.{config.space}.*)")
+            f"it (they range over {low[0]:,.0f}..{high[0]:,.0f} params, {low[1]:,.0f}..{high[1]:,.0f} FLOPs{latency} "
+            f"for the network this search exports at {config.data.size} px); move the bounds, or change the "
+            f"supernet's size (supernet.{config.space}.*)")
+
+
+def search_cost_model(space: SearchSpace, image_size: int, options: dict[str, Any], latency_table: str) -> Any:
+    """The exported network's cost table (params, FLOPs), with the latency table's column when one is
+    named; ValueError when that table was measured for another network."""
+    model = space.cost_model(image_size, **options)
+    if not latency_table:
+        return model
+    return with_latency(model, load_latency_table(latency_table, space, image_size, runtime=False, **options))
 
 
 class _ScoringProgress:
@@ -130,7 +146,8 @@ class OneShotSearch:
             device=device, bf16=t.bf16, world_size=world_size, warmup=t.warmup_steps, grad_clip=t.grad_clip,
         )
         #: the exact batched cost of the exported networks (vaenas.spaces.cost_table): no network is built
-        self.cost_model = self.space.cost_model(data.image_size, **self.supernet.child_options())
+        self.cost_model = search_cost_model(self.space, data.image_size, self.supernet.child_options(),
+                                            config.search.latency_table)
         self.accept = budget_filter(self.cost_model, config.search.budget())
         try:
             self.benchmark = ground_truth(config.search.ground_truth, config.space, config.data.name)
