@@ -37,8 +37,9 @@ from vaenas.runtime.cli import run_cli
 from vaenas.runtime.plots import save_figure
 from vaenas.search.cli import method_cli
 from vaenas.search.oneshot.config import RESUMABLE_KEYS, OneShotConfig
+from vaenas.search.oneshot.costs import unreachable_budget
 from vaenas.search.oneshot.report import markdown, plot_accuracy_vs_cost, write_plots
-from vaenas.search.oneshot.search import OneShotSearch, unreachable_budget
+from vaenas.search.oneshot.search import OneShotSearch
 
 logger = logging.getLogger("vaenas.search.oneshot")
 
