@@ -75,7 +75,7 @@ def test_a_budget_no_architecture_meets_is_refused_before_anything_runs(tmp_path
     assert main(["method=oneshot", *DATA, "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1", "data.image_size=8",
                  "search.max_params=1", f"out={run}"]) == 2
     error = capsys.readouterr().err
-    assert "search.max_params=1: none of 64 uniformly drawn nasbench201 architectures meets it (the smallest:" in error
+    assert "search.max_params=1: none of 4096 uniformly drawn nasbench201 architectures is within it (they range over" in error
     assert len(error.strip().splitlines()) == 1 and not run.exists()  # refused before a folder was made
 
 
@@ -95,3 +95,125 @@ def test_seeds_are_drawn_uniformly_when_the_vae_cannot_meet_the_budget(monkeypat
     search.start_search()
     assert len(search.evolutions["vae"].archs) == 4 and search.evolutions["vae"].uniform_topups == 4
     assert "VAE seeds: VAESampler: only 0 of 4" in caplog.text and "topped up uniformly" in caplog.text
+
+
+NB201_TINY = ["space=nasbench201", "supernet.nasbench201.channels=4", "supernet.nasbench201.cells_per_stage=1",
+              "data.image_size=8"]
+
+
+def test_every_architecture_the_final_search_scores_is_within_a_flops_band():
+    """search.min_flops / max_flops: a band (SPOS's FLOPs ranges); the seeds, every bred candidate and
+    the result are within it, checked with the cost table before the supernet scores anything."""
+    space = get_space("nasbench201")
+    table = space.cost_model(8, channels=4, cells_per_stage=1, num_classes=10)
+    flops = table.costs(space.sample(2000, torch.Generator().manual_seed(0)))[:, 1]
+    low, high = float(flops.quantile(0.35)), float(flops.quantile(0.6))
+    search = _search(OneShotSearch, OneShotConfig, [*NB201_TINY, "search.seeds=4", "search.seeding=both",
+                                                    "search.population=3", "search.parents=2", "search.generations=2",
+                                                    f"search.min_flops={low}", f"search.max_flops={high}"])
+    scored = []
+    evaluate = search.oracle.evaluate
+    search.oracle.evaluate = lambda archs: (scored.append(archs), evaluate(archs))[1]
+    search.start_search()
+    while search.search_step():
+        pass
+    scored = torch.cat(scored)
+    assert len(scored) >= 8
+    counted = torch.tensor([search.space.cost(arch, image_size=8, **search.supernet.child_options())["flops"]
+                            for arch in scored])  # built and counted: the table's filter was exact
+    assert bool(((counted >= low) & (counted <= high)).all())
+    assert low <= search.result()["cost"]["flops"] <= high
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["search.min_flops=2e6", "search.max_flops=1e6"],
+     "search.min_flops: 2e+06 is above search.max_flops 1e+06: no network is within an empty band"),
+    (["search.min_params=5", "search.max_params=4"], "search.min_params: 5 is above search.max_params 4"),
+    (["search.min_flops=0"], "search.min_flops: 0.0 must be greater than 0"),
+])
+def test_an_empty_or_bad_band_is_a_config_error(overrides, message):
+    from vaenas.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
+        load_config(None, DATA + overrides, cls=OneShotConfig)
+
+
+def test_a_lower_bound_no_architecture_reaches_is_refused_before_anything_runs(tmp_path, capsys):
+    from vaenas.search.oneshot.cli import main
+
+    run = tmp_path / "run"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "search.min_params=1e9", f"out={run}"]) == 2
+    error = capsys.readouterr().err
+    assert "search.min_params=1e+09: none of 4096 uniformly drawn nasbench201 architectures is within it" in error
+    assert not run.exists()
+
+
+def test_spos_constrained_sampling_trains_only_architectures_within_the_band():
+    """train.within_budget with vaenas.epsilon_inc=0: SPOS's uniform sampling within a FLOPs band."""
+    space = get_space("nasbench201")
+    table = space.cost_model(8, channels=4, cells_per_stage=1, num_classes=10)
+    flops = table.costs(space.sample(2000, torch.Generator().manual_seed(0)))[:, 1]
+    low, high = float(flops.quantile(0.3)), float(flops.quantile(0.5))
+    search = _search(OneShotSearch, OneShotConfig, [
+        *NB201_TINY, "train.steps=6", "train.warmup_steps=0", "vaenas.refit_every=100", "vaenas.epsilon_inc=0",
+        "train.within_budget=true", f"search.min_flops={low}", f"search.max_flops={high}"])
+    trained = []
+    search.on_step = lambda step, archs: trained.append(archs)
+    search.train()
+    trained = torch.cat(trained)
+    assert len(trained) == 6
+    counted = torch.tensor([space.cost(arch, image_size=8, **search.supernet.child_options())["flops"]
+                            for arch in trained])
+    assert bool(((counted >= low) & (counted <= high)).all())
+
+
+def test_constrained_sampling_needs_a_bound():
+    from vaenas.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.within_budget: no bound to sample within"):
+        load_config(None, DATA + ["train.within_budget=true"], cls=OneShotConfig)
+
+
+def test_the_run_folder_shows_accuracy_against_cost_within_the_band(tmp_path):
+    import json
+
+    from vaenas.search.oneshot.cli import main
+
+    run = tmp_path / "run"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "train.steps=4", "train.warmup_steps=0", "vaenas.refit_every=2",
+                 "vaenas.n_samples=4", "vae.n_iters=2", "search.seeds=3", "search.population=2", "search.parents=2",
+                 "search.generations=1", "search.min_flops=2e5", "search.max_flops=6e5", f"out={run}"]) == 0
+    found = json.loads((run / "architecture.json").read_text())
+    assert 2e5 <= found["cost"]["flops"] <= 6e5 and (run / "cost.png").stat().st_size > 1000
+
+
+def test_a_latency_budget_by_a_latency_table(tmp_path, capsys):
+    """search.max_latency with a table of the exported network: every scored architecture within it by
+    the table; a table of another network, or a bound without a table, is refused before training."""
+    import json
+
+    from vaenas.search.oneshot.cli import main
+    from vaenas.spaces.latency import measure_latency_table
+
+    space = get_space("nasbench201")
+    options = {"channels": 4, "cells_per_stage": 1, "num_classes": 10}
+    table, document = measure_latency_table(space, 8, repeats=2, warmup=1, **options)
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps(document))
+    latencies = table.costs(space.sample(500, torch.Generator().manual_seed(0)))[:, 0]
+    limit = float(latencies.quantile(0.5))
+    search = _search(OneShotSearch, OneShotConfig, [*NB201_TINY, "search.seeds=3", "search.seeding=uniform",
+                                                    "search.population=2", "search.parents=2", "search.generations=1",
+                                                    f"search.latency_table={path}", f"search.max_latency={limit}"])
+    search.start_search()
+    while search.search_step():
+        pass
+    scored = search.evolutions["uniform"].archs
+    assert len(scored) == 5 and bool((table.costs(scored)[:, 0] <= limit).all())
+    assert search.result()["cost"]["latency_ms"] <= limit
+    other = tmp_path / "other.json"
+    assert main(["method=oneshot", *DATA, *NB201_TINY, "supernet.nasbench201.channels=8", f"search.latency_table={path}",
+                 "search.max_latency=1", f"out={other}"]) == 2
+    assert "search.latency_table: " in capsys.readouterr().err and not other.exists()
+    with pytest.raises(Exception, match="search.max_latency / min_latency need a latency table"):
+        load_config(None, DATA + ["search.max_latency=1"], cls=OneShotConfig)

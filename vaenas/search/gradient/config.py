@@ -68,6 +68,19 @@ class GradientSection:
         None, "validation images per architecture step (null: data.batch_size); drawn from the held-out split",
         at_least=1,
     )
+    cost_weight: float = option(
+        0.0, "weight of the expected-cost term in the architecture loss (ProxylessNAS; vaenas.search.gradient."
+        "cost_term): β of cost_form=mul_log, λ of add_linear; 0: no term", at_least=0,
+    )
+    cost_target: float | None = option(
+        None, "the cost the term pulls towards, in gradient.cost_metric units of the exported network (one image at "
+        "data.image_size); needed when cost_weight > 0", above=0,
+    )
+    cost_metric: str = option("flops", "what the term's expectation counts", choices=("flops", "params"))
+    cost_form: str = option(
+        "mul_log", "mul_log: loss·(log E/log target)^β (ProxylessNAS's default), add_linear: loss + λ(E − target)/"
+        "target", choices=("mul_log", "add_linear"),
+    )
     baseline: bool = option(
         True, "also run plain ProxylessNAS (sampling=softmax, same seed and steps) in RUN_DIR/proxylessnas and "
         "plot both runs' entropy of softmax(w) and distinct architectures trained",
@@ -98,6 +111,7 @@ class GradientConfig(OneShotConfig):
         "vaenas.epsilon_max": "the gradient search samples every path from the VAE (Γ = p_θ, paper eq. 6): no ε",
         "vaenas.compare_samples": "only the one-shot search compares VAE and uniform samples at its refits",
         "train.group_size": "the gradient search trains one path per step",
+        "train.within_budget": "the gradient search has no search.* bounds; its cost term is gradient.cost_*",
     }
 
     def check(self) -> None:
@@ -105,4 +119,11 @@ class GradientConfig(OneShotConfig):
             raise ConfigError(
                 f"space: {self.space!r} has no gated supernet; choose one of {', '.join(GRADIENT_SPACES)}"
             )
+        g = self.gradient
+        if g.cost_weight > 0 and g.cost_target is None:
+            raise ConfigError("gradient.cost_target: the expected-cost term (gradient.cost_weight > 0) needs a target "
+                              f"in {g.cost_metric}")
+        if g.cost_weight > 0 and g.cost_form == "mul_log" and g.cost_target <= 1:
+            raise ConfigError(f"gradient.cost_target: {g.cost_target:g} must be above 1 for cost_form=mul_log "
+                              "(it divides by log target)")
         super().check()

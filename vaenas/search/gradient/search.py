@@ -37,10 +37,11 @@ from torch import Tensor
 from vaenas import ops
 from vaenas.data import SearchData
 from vaenas.ops.gated import draw_other_path, draw_two_paths
-from vaenas.sampler.uniform import rejection_sample
 from vaenas.runtime.collectives import check_identical, checksum
+from vaenas.sampler.uniform import rejection_sample
 from vaenas.search.gradient.arch_optimizer import PositionAdam
 from vaenas.search.gradient.config import GradientConfig
+from vaenas.search.gradient.cost_term import CostTerm, expected_cost
 from vaenas.search.oneshot import OneShotSearch
 from vaenas.spaces.base import SearchSpace
 from vaenas.supernet.gates import Gates
@@ -191,6 +192,9 @@ class GradientSearch(OneShotSearch):
         self.trained: set[tuple[int, ...]] = set()  # distinct architectures trained
         self.recent: list[list[int]] = []  # the last PATH_WINDOW paths trained
         self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct, path_entropy
+        #: ProxylessNAS's expected-cost term on the exported network's cost table (None: gradient.cost_weight 0)
+        self.cost_term = (CostTerm(self.cost_model, g.cost_metric, g.cost_target, g.cost_weight, g.cost_form)
+                          if g.cost_weight > 0 else None)
 
     # --- paths --------------------------------------------------------------------------------
     def sample_path(self) -> tuple[Tensor, Tensor | None]:
@@ -232,6 +236,8 @@ class GradientSearch(OneShotSearch):
         with torch.autocast(self.device.type, dtype=autocast, enabled=autocast is not None):
             logits = self.supernet(images, arch, gates=self.gates(other))
         loss = F.cross_entropy(logits.float(), labels)
+        if self.cost_term is not None:  # its gradient reaches every logit through softmax(w)
+            loss, _ = self.cost_term(loss, self.logits)
         loss.backward()  # the supernet weights' .grad too: the weight step sets them to None first
         grad = self.logits.grad
         if self.world_size > 1:
@@ -264,6 +270,8 @@ class GradientSearch(OneShotSearch):
             if self.step % config.run.log_every == 0 or self.step == config.train.steps:
                 point = {"step": self.step, "entropy": mean_entropy(self.logits), "distinct": len(self.trained),
                          "path_entropy": path_entropy(torch.tensor(self.recent), self.space)}
+                if self.cost_term is not None:
+                    point[f"expected_{self.cost_term.metric}"] = float(self.cost_term.expected(self.logits.detach()))
                 self.curve.append(point)
                 self.log({"kind": "train", **point, **self.skipped_record(), "loss": float(loss), "arch_loss": float(arch_loss),
                           "lr": self.trainer.optimizer.param_groups[0]["lr"]})
@@ -297,12 +305,17 @@ class GradientSearch(OneShotSearch):
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(),
             "repaired_positions": repaired, "sampling": self.config.gradient.sampling,
             "mode": self.config.gradient.mode, "supernet_score": float(self.score(arch[None])[0]),
-            "cost": self.cost(arch), "network": self.network(arch), "entropy": mean_entropy(self.logits),
+            "cost": self.cost(arch), "expected_cost": dict(zip(("params", "flops"), self.expected_cost())),
+            "network": self.network(arch), "entropy": mean_entropy(self.logits),
             "max_entropy": float(torch.log(torch.tensor(self.space.vocab_sizes, dtype=torch.float64)).mean()),
             "distinct_trained": len(self.trained), "steps": self.step,
             "probabilities": [[round(float(q), 4) for q in row[:k]] for row, k in zip(p, self.space.vocab_sizes)],
             **self.skipped_summary(),
         }
+
+    def expected_cost(self) -> list[float]:
+        """[params, FLOPs] expected of an architecture drawn from softmax(w) (cost_term.expected_cost)."""
+        return expected_cost(self.cost_model, self.logits.detach().cpu()).tolist()
 
     # --- state --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

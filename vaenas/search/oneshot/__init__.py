@@ -4,6 +4,7 @@
 - search: OneShotSearch (supernet training on Γ, refits, final search, export, state)
 - train: Trainer (one supernet step; the all-reduce of the gradients a step used)
 - final_search: Evolution, SupernetOracle, cost_limit (SPOS evolution on supernet scores)
+- costs: search_cost_model (the exported network's cost and latency tables), unreachable_budget
 - report: the plots and report.md
 - cli: main, METHOD, and what the gradient CLI shares with it (start_search, supernet_backend)
 """

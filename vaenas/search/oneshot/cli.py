@@ -3,7 +3,7 @@
 Runs Algorithm 2 (vaenas.search.oneshot.search) in a run folder:
     config.yaml      the resolved config          metrics.jsonl   one JSON record per line
     checkpoints/     the latest two checkpoints   architecture.json, child.pt (state_dict), report.md
-    refits.png, epsilon.png, evolution.png
+    refits.png, epsilon.png, evolution.png, cost.png (final population: accuracy against FLOPs, budget drawn)
 Under torchrun every rank runs the loop; rank 0 alone writes. `--resume RUN_DIR` continues a run
 from its checkpoint bit for bit (the config is read from RUN_DIR; overrides may change only keys
 that do not affect results, vaenas.search.oneshot.config.RESUMABLE_KEYS). The command line itself
@@ -34,10 +34,12 @@ from vaenas.runtime import (
     start_run,
 )
 from vaenas.runtime.cli import run_cli
+from vaenas.runtime.plots import save_figure
 from vaenas.search.cli import method_cli
 from vaenas.search.oneshot.config import RESUMABLE_KEYS, OneShotConfig
-from vaenas.search.oneshot.report import markdown, write_plots
-from vaenas.search.oneshot.search import OneShotSearch, unreachable_budget
+from vaenas.search.oneshot.costs import unreachable_budget
+from vaenas.search.oneshot.report import markdown, plot_accuracy_vs_cost, write_plots
+from vaenas.search.oneshot.search import OneShotSearch
 
 logger = logging.getLogger("vaenas.search.oneshot")
 
@@ -134,6 +136,12 @@ def _write_outputs(search: OneShotSearch, summary: dict[str, Any], run_dir: Path
     child = search.export_child(arch)
     save_checkpoint(run_dir / "child.pt", child.state_dict())
     write_plots(run_dir, search.refits, search.epsilons, summary)
+    populations = {seeding: (search.cost_model.costs(evolution.archs, check=False)[:, 1].tolist(),
+                             evolution.scores.tolist()) for seeding, evolution in search.evolutions.items()}
+    if any(flops for flops, _ in populations.values()):
+        bounds = {"min_flops": search.config.search.min_flops, "max_flops": search.config.search.max_flops}
+        found = (summary["cost"]["flops"], summary["supernet_score"])
+        save_figure(plot_accuracy_vs_cost(populations, bounds, found), run_dir / "cost.png")
     report = markdown(summary, search.refits, seconds, run_dir)
     (run_dir / "report.md").write_text(report + "\n")
     print(report)

@@ -24,6 +24,7 @@ from vaenas.config import ConfigError, check_device, option
 from vaenas.data import DataConfig
 from vaenas.sampler import VAEConfig
 from vaenas.search import PACKAGED_CONFIGS
+from vaenas.search.budget import Budget
 
 #: spaces with a supernet (vaenas.supernet.get_supernet)
 ONESHOT_SPACES = ("nasbench201", "nasnet", "shufflenet", "nasbench101")
@@ -112,6 +113,11 @@ class TrainConfig:
     )
     # issue 18 (scripts/supernet_curves.py, NB201 C = 16, N = 5 under uniform paths): warm-up and clipping
     # each took the loss after 600 steps from 1.99 to ~1.87; with affine-free cells and 3000 steps, 1.09
+    within_budget: bool = option(
+        False, "draw every trained architecture within the search.{min,max}_{params,flops} bounds (SPOS's "
+        "constrained uniform sampling: with vaenas.epsilon_inc=0, uniform within a FLOPs band), by rejection on "
+        "the cost table; needs a bound",
+    )
     warmup_steps: int = option(100, "steps of linear learning-rate warm-up (0: none)", at_least=0)
     grad_clip: float | None = option(5.0, "clip the gradient norm to this (null: no clipping; NB201's "
                                           "random-sampling baseline clips at 5)", above=0)
@@ -165,6 +171,16 @@ class SearchConfig:
                                       "evaluation)", above=0)
     max_flops: float | None = option(None, "FLOPs limit of a candidate's exported network, one image at "
                                      "data.image_size (checked before evaluation)", above=0)
+    min_params: float | None = option(None, "lower parameter bound of a candidate's exported network (with "
+                                      "max_params: a band, as SPOS searches within a range)", above=0)
+    min_flops: float | None = option(None, "lower FLOPs bound of a candidate's exported network, one image at "
+                                     "data.image_size (with max_flops: a band, SPOS's FLOPs ranges)", above=0)
+    latency_table: str = option(
+        "", "a latency table (JSON of `python -m vaenas.spaces.latency`) of the exported network, for "
+        "max_latency / min_latency; refused when measured for other child options or image size")
+    max_latency: float | None = option(None, "latency limit (ms) of a candidate's exported network by "
+                                       "search.latency_table (checked before evaluation)", above=0)
+    min_latency: float | None = option(None, "lower latency bound (ms), with max_latency a band", above=0)
     ranked_cells: int = option(
         120, "after the search, this many of the ground truth's architectures (all when it holds fewer; a "
         "fixed draw of seed 0 otherwise) are scored on the final supernet, and the report gives Kendall τ, "
@@ -178,6 +194,14 @@ class SearchConfig:
         "(e.g. `3 1 2 1 4 3`), and its accuracy in %",
     )
 
+
+    def budget(self) -> Budget:
+        """The cost bounds of the exported network (vaenas.search.budget); ValueError for an empty band."""
+        if (self.max_latency is not None or self.min_latency is not None) and not self.latency_table:
+            raise ValueError("search.latency_table: search.max_latency / min_latency need a latency table of the "
+                             "exported network (python -m vaenas.spaces.latency)")
+        return Budget(self.max_params, self.max_flops, self.min_params, self.min_flops, prefix="search",
+                      max_latency=self.max_latency, min_latency=self.min_latency)
 
 @dataclass
 class RunConfig:
@@ -230,6 +254,13 @@ class OneShotConfig:
                 f"train.group_size: a batch of {self.data.batch_size} (data.batch_size) does not split into "
                 f"{self.train.group_size} equal groups"
             )
+        try:
+            budget = self.search.budget()
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if self.train.within_budget and not budget.active and self.method == "oneshot":
+            raise ConfigError("train.within_budget: no bound to sample within; set search.max_flops, search.min_flops "
+                              "(a band), search.max_params or search.min_params")
         check_device("train.device", self.train.device, allow_auto=True)
         if self.run.stop_at is not None and self.run.stop_at > self.train.steps:
             raise ConfigError(f"run.stop_at: {self.run.stop_at} is after the last step {self.train.steps}")

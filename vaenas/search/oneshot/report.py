@@ -3,7 +3,8 @@
 - refits.png: supernet accuracy of pure-VAE vs pure-uniform samples at each refit (the paper's
   Fig. 2 measured on the supernet), mean and max;
 - epsilon.png: the ε schedule of Γ = (1-ε)U + ε·VAE over training steps;
-- evolution.png: best supernet score per generation, VAE-seeded vs uniformly seeded.
+- evolution.png: best supernet score per generation, VAE-seeded vs uniformly seeded;
+- cost.png: supernet accuracy against FLOPs of the final population, the budget drawn.
 """
 
 from __future__ import annotations
@@ -29,6 +30,26 @@ def write_plots(run_dir: Path, refits: list[dict], epsilons: list, summary: dict
     if summary.get("evolutions"):
         names.append(save_figure(plot_evolution(summary), run_dir / "evolution.png"))
     return names
+
+
+def plot_accuracy_vs_cost(populations: dict[str, tuple[list[float], list[float]]], bounds: dict[str, float | None],
+                          found: tuple[float, float] | None = None) -> Any:
+    """cost.png: supernet accuracy against FLOPs of every architecture the final evolutions scored
+    (populations: seeding -> (FLOPs, accuracies)), search.min_flops / max_flops drawn as lines, the
+    found architecture (FLOPs, accuracy) marked."""
+    fig, ax = pyplot().subplots(figsize=(5, 3.4))
+    for seeding, (flops, scores) in populations.items():
+        ax.scatter(flops, scores, s=12, alpha=0.6, label=f"{seeding}-seeded")
+    for name, style in (("min_flops", ":"), ("max_flops", "--")):
+        if bounds.get(name) is not None:
+            ax.axvline(bounds[name], color="red", linestyle=style, label=f"search.{name}")
+    if found is not None:
+        ax.scatter([found[0]], [found[1]], marker="*", s=120, color="black", label="found", zorder=3)
+    ax.set(xlabel="FLOPs of the exported network (one image)", ylabel="supernet accuracy (%)",
+           title="final population: accuracy against cost")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def plot_refits(refits: list[dict]) -> Any:
@@ -81,7 +102,8 @@ def network_cost(summary: dict[str, Any]) -> str:
     """'params P, FLOPs F (one image at S px)' of the exported network a summary describes."""
     cost, network = summary["cost"], summary["network"]
     size = network["image_size"]
-    return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image)"
+    latency = f", latency {cost['latency_ms']:.3g} ms (search.latency_table)" if "latency_ms" in cost else ""
+    return f"params {cost['params']:.0f}, FLOPs {cost['flops']:.3g} (one {size}x{size} image){latency}"
 
 
 def skipped_line(summary: dict[str, Any]) -> list[str]:

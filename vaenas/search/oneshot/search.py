@@ -34,8 +34,10 @@ from vaenas.groundtruth.ranking import rank_against, true_percentile
 from vaenas.runtime import rng_state, set_rng_state
 from vaenas.runtime.collectives import broadcast_buffers, check_identical, checksum, split_evaluate, union_across_ranks
 from vaenas.sampler import MixtureSampler, UniformSampler, VAESampler, draw_new
+from vaenas.search.budget import budget_filter
 from vaenas.search.oneshot.config import OneShotConfig
-from vaenas.search.oneshot.final_search import Evolution, SupernetOracle, cost_limit
+from vaenas.search.oneshot.costs import search_cost_model
+from vaenas.search.oneshot.final_search import Evolution, SupernetOracle
 from vaenas.search.oneshot.train import Trainer
 from vaenas.spaces import get_space
 from vaenas.supernet import clear_group_statistics, get_supernet, network_description, recalibrate
@@ -48,36 +50,6 @@ _VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
 #: draws of the evolution's seeds, and the temperature factor of each further draw (the tabular
 #: loop's DRAW_ROUNDS and temperature_growth defaults)
 _SEED_ROUNDS, _SEED_GROWTH = 8, 1.2
-#: uniform architectures costed to tell whether a budget can be met at all (before any training)
-_BUDGET_PROBES, _BUDGET_STREAM = 64, 5000
-
-
-def unreachable_budget(config: OneShotConfig, num_classes: int) -> str | None:
-    """Why search.max_params / max_flops cannot be met, or None: not one of _BUDGET_PROBES uniform
-    architectures, costed as the network the search would export (the supernet's options, the
-    data's classes and image size), is within it. Checked before training: afterwards, the final
-    search would find nothing to evaluate."""
-    s = config.search
-    if s.max_params is None and s.max_flops is None:
-        return None
-    space = get_space(config.space)
-    with torch.random.fork_rng(devices=[]):  # a throw-away supernet: only its child options are read
-        options = get_supernet(space, num_classes=num_classes, **config.supernet.options(config.space)).child_options()
-
-    def cost(arch: Tensor) -> dict[str, float]:  # space.cost caches each architecture's count
-        return space.cost(arch, image_size=config.data.size, **options)
-
-    archs = space.sample(_BUDGET_PROBES, torch.Generator().manual_seed(config.run.seed + _BUDGET_STREAM))
-    if bool(cost_limit(cost, s.max_params, s.max_flops)(archs).any()):
-        return None
-    smallest = {key: min(cost(arch)[key] for arch in archs) for key in ("params", "flops")}
-    limits = ", ".join(f"search.{key}={value:g}" for key, value in (("max_params", s.max_params),
-                                                                    ("max_flops", s.max_flops)) if value is not None)
-    return (f"{limits}: none of {_BUDGET_PROBES} uniformly drawn {config.space} architectures meets it (the smallest: "
-            f"{smallest['params']:,.0f} params, {smallest['flops']:,.0f} FLOPs for the network this search exports "
-            f"at {config.data.size} px); raise it, or make the supernet smaller (supernet.{config.space}.*)")
-
-
 class _ScoringProgress:
     """progress(done, total) of a long evaluation: a log line at most every PERIOD seconds (a
     refit of N_s = 20 on 756 images took 4-5 minutes on the CPU with nothing shown, issue 17)."""
@@ -133,7 +105,10 @@ class OneShotSearch:
             weight_decay=t.weight_decay, label_smoothing=t.label_smoothing, steps=t.steps, schedule=t.schedule,
             device=device, bf16=t.bf16, world_size=world_size, warmup=t.warmup_steps, grad_clip=t.grad_clip,
         )
-        self.accept = cost_limit(self.cost, config.search.max_params, config.search.max_flops)
+        #: the exact batched cost of the exported networks (vaenas.spaces.cost_table): no network is built
+        self.cost_model = search_cost_model(self.space, data.image_size, self.supernet.child_options(),
+                                            config.search.latency_table)
+        self.accept = budget_filter(self.cost_model, config.search.budget())
         try:
             self.benchmark = ground_truth(config.search.ground_truth, config.space, config.data.name)
         except GroundTruthError as error:  # a bad file of one's own: bad data, one line (exit status 1)
@@ -152,8 +127,9 @@ class OneShotSearch:
     def cost(self, arch: Tensor) -> dict[str, float]:
         """{'params', 'flops'} of the network export_child gives for arch [T]: the space's child
         with this supernet's options (width / channels / cells, num_classes of the data), its
-        FLOPs counted on one image at the data's size. The search limits and the reports use it."""
-        return self.space.cost(arch, image_size=self.data.image_size, **self.supernet.child_options())
+        FLOPs counted on one image at the data's size. The search limits and the reports use it; the
+        cost table gives it (equal to space.cost's count of the built child, without building it)."""
+        return self.cost_model.cost(arch)
 
     def network(self, arch: Tensor) -> dict[str, Any]:
         """architecture.json's "network" entry of arch [T]: what load_found_network rebuilds it from."""
@@ -182,7 +158,9 @@ class OneShotSearch:
         until = self.config.train.steps if until is None else until
         config = self.config
         while self.step < until:
-            archs = self.mixture.sample(config.train.group_size, self.arch_generator)
+            # train.within_budget: SPOS's constrained sampling, every trained architecture within the bounds
+            within = self.accept if config.train.within_budget else None
+            archs = self.mixture.sample(config.train.group_size, self.arch_generator, accept=within)
             self.arch_digest = hashlib.sha256(self.arch_digest.encode() + archs.numpy().tobytes()).hexdigest()
             if self.on_step is not None:
                 self.on_step(self.step, archs)
