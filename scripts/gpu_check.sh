@@ -61,6 +61,11 @@ sed -n '/vae_decode: architectures/,/^$/p' "$LOG_DIR/bench_triton.log"
 step bench_gated 120 "$PYTHON" bench/bench_gated.py --device cuda --steps 5
 tail -n 6 "$LOG_DIR/bench_gated.log"
 
+# Segmented batch norm + ReLU fused (issue 19 item 2): Triton on the GPU against the composite and aten,
+# forward + backward, GB/s (the Triton tests above ran compiled: tests -m triton)
+step bench_batch_norm 90 "$PYTHON" -m pytest bench/bench_batch_norm.py -m cuda -q -v --benchmark-json="$LOG_DIR/bench_batch_norm.json"
+tail -n 12 "$LOG_DIR/bench_batch_norm.log"
+
 # One-shot (issue 6): (a) NB201 evaluation G=16 vs G=1, (b) VAENAS loop vs SPOS training img/s,
 # (c) ShuffleNet 224 px training img/s at batch 256 in bf16; then a 200-step one-shot smoke run of
 # the whole CLI on the GPU (full NB201 supernet, 32 px digits, bf16, channels-last).
