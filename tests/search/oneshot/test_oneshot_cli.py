@@ -202,7 +202,7 @@ def test_ground_truth_is_reported_where_a_table_exists():
     from vaenas.search.oneshot import OneShotConfig, OneShotSearch
 
     assert table_for("nasnet", "cifar10") is None
-    config = load_config(None, TINY, cls=OneShotConfig)
+    config = load_config(None, [*TINY, "vaenas.n_samples=6"], cls=OneShotConfig)  # τ needs >= 5 known rows
     search = OneShotSearch(config, build_search_data(config.data), torch.device("cpu"))
     search.benchmark = table_for("nasbench201", "cifar10")
     search.train()

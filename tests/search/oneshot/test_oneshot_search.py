@@ -68,7 +68,7 @@ def test_ground_truth_from_a_file_of_ones_own(tmp_path):
     table = tmp_path / "my_table.csv"
     search = _search()
     _own_table(table, search.space)
-    search = _search([f"search.ground_truth={table}"])
+    search = _search([f"search.ground_truth={table}", "vaenas.n_samples=6"])  # τ needs >= 5 known rows
     summary = _finish(search)
     assert summary["ground_truth"] == f"{table} (15625 architectures)"
     assert summary["true_accuracy"] == 4.0 * sum(summary["tokens"]) and summary["table_best"] == 96.0
@@ -146,3 +146,11 @@ def test_the_architecture_json_of_a_run_says_where_its_ground_truth_came_from(tm
     assert main(TINY + [f"search.ground_truth={table}", f"out={tmp_path / 'run'}"]) == 0
     found = json.loads((tmp_path / "run" / "architecture.json").read_text())
     assert found["ground_truth"] == f"{table} (15625 architectures)" and "true_accuracy" in found
+
+
+def test_tau_is_left_out_over_too_few_known_architectures():
+    from vaenas.search.oneshot.search import MIN_TAU_ROWS, known_tau
+
+    scores, true = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]), torch.tensor([1.0, 2.0, 3.0, 5.0, 4.0])
+    assert MIN_TAU_ROWS == 5 and known_tau(scores, true) == pytest.approx(0.8)
+    assert torch.isnan(torch.tensor(known_tau(scores[:4], true[:4])))  # τ of 4 rows would read 1.0

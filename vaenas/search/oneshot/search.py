@@ -45,6 +45,15 @@ from vaenas.supernet.evaluation import evaluate_architectures
 
 logger = logging.getLogger(__name__)
 
+#: fewest architectures with a true accuracy that a report's τ is computed over (τ of 2 is ±1)
+MIN_TAU_ROWS = 5
+
+
+def known_tau(scores: Tensor, true: Tensor) -> float:
+    """Kendall τ of supernet scores against true accuracies; nan (shown '–') over fewer than
+    MIN_TAU_ROWS architectures, where it says nothing."""
+    return kendall_tau(scores, true) if len(true) >= MIN_TAU_ROWS else float("nan")
+
 #: seed offsets of the independent random streams derived from run.seed
 _VAE_SEED, _ARCH_STREAM, _SEARCH_STREAM, _GLOBAL_STREAM = 1000, 2000, 3000, 4000
 #: draws of the evolution's seeds, and the temperature factor of each further draw (the tabular
@@ -207,7 +216,7 @@ class OneShotSearch:
                     record[f"{name}_true_mean"] = float(true.mean()) if len(true) else float("nan")
         if self.benchmark is not None:
             true, known = self._true(archs)
-            record["kendall_tau"] = kendall_tau(scores[known], true)
+            record["kendall_tau"] = known_tau(scores[known], true)
         self.refits.append(record)
         self.log(record)
         return record
@@ -307,7 +316,7 @@ class OneShotSearch:
                 if bool(known[int(evolution.scores.argmax())]):
                     entry["best_true"] = float(self.benchmark.accuracy(best[None])[0])
                     entry["best_true_percentile"] = true_percentile(entry["best_true"], self.benchmark.accuracies)
-                entry["kendall_tau"] = kendall_tau(evolution.scores[known], true)
+                entry["kendall_tau"] = known_tau(evolution.scores[known], true)
             summary["evolutions"][seeding] = entry
         if self.benchmark is not None and "best_true" in summary["evolutions"][found_by]:
             summary["true_accuracy"] = summary["evolutions"][found_by]["best_true"]
