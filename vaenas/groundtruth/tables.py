@@ -78,7 +78,8 @@ class TabularBenchmark:
         self.universe = universe.long()
         self.accuracies = accuracies.double()
         self._key = key
-        self._row_of = {k: row for row, k in enumerate(key(self.universe) if keys is None else keys)}
+        self._keys = list(key(self.universe) if keys is None else keys)
+        self._row_of = {k: row for row, k in enumerate(self._keys)}
         if len(self._row_of) != len(self.universe):
             raise GroundTruthError(f"{name}: {len(self.universe) - len(self._row_of)} architectures share a key")
 
@@ -113,6 +114,17 @@ class TabularBenchmark:
                 f"({len(missing)} of {len(rows)} unknown); filter with contains() first"
             )
         return self.accuracies[rows]
+
+    def subset(self, keep: Tensor, source: str) -> TabularBenchmark:
+        """The table of the rows where keep [N] (bool) is true, in their order, its source `source`
+        (e.g. the architectures within a cost budget: every method that draws from the universe then
+        draws within it)."""
+        keep = torch.as_tensor(keep, dtype=torch.bool)
+        if keep.shape != (len(self),):
+            raise ValueError(f"{self.name}: keep must be [{len(self)}], got {tuple(keep.shape)}")
+        rows = keep.nonzero().flatten()
+        return TabularBenchmark(self.name, self.space, self.universe[rows], self.accuracies[rows], self._key,
+                                keys=[self._keys[row] for row in rows.tolist()], source=source)
 
     def best(self) -> tuple[Tensor, float]:
         """The best architecture [T] of the table and its accuracy (%)."""

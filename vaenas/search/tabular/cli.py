@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 from vaenas.config import to_dict
-from vaenas.groundtruth import load_benchmark
 from vaenas.runtime import DistributedContext, RunFolder
 from vaenas.runtime.cli import run_cli
 from vaenas.search.cli import method_cli
 from vaenas.search.tabular.config import TabularConfig, check_budgets
+from vaenas.search.tabular.cost_bounds import load_study_benchmark
 from vaenas.search.tabular.report import write_run
 from vaenas.search.tabular.results import load_seeds, save_seed
 from vaenas.search.tabular.study import run_study
@@ -36,7 +36,7 @@ RESUMABLE_KEYS = ("out", "progress", "study.seeds")
 def run(config: TabularConfig, run_dir: Path, resume: bool, ctx: DistributedContext) -> int:
     """The study in run_dir (the seeds not finished there), split across ranks; rank 0 writes the
     outputs. Returns the exit status."""
-    benchmark = load_benchmark(config.benchmark.name, config.benchmark.dataset)
+    benchmark = load_study_benchmark(config)
     started = time.perf_counter()
     folder = RunFolder(run_dir)
     if ctx.is_main:
@@ -79,7 +79,7 @@ METHOD = method_cli(
     run_name=lambda config: f"{config.benchmark.name}-{config.benchmark.dataset}",
     resumable_keys=RESUMABLE_KEYS,
     keeps="its finished seeds",
-    validate=lambda config: check_budgets(config, len(load_benchmark(config.benchmark.name, config.benchmark.dataset))),
+    validate=lambda config: check_budgets(config, len(load_study_benchmark(config))),
 )
 
 

@@ -25,6 +25,14 @@ class BenchmarkConfig:
     dataset: str = option(
         "cifar10", "dataset of the accuracies (nasbench101_20k: cifar10 only)", choices=tuple(NB201_DATASETS)
     )
+    # cost bounds (vaenas.search.tabular.cost_bounds): every method then searches the table's
+    # architectures within them; the network is the one the benchmark trained
+    max_params: float | None = option(None, "search only architectures whose network has at most this many "
+                                      "parameters", above=0)
+    max_flops: float | None = option(None, "... at most this many FLOPs (one image at the benchmark's "
+                                     "resolution)", above=0)
+    min_params: float | None = option(None, "... at least this many parameters (with max_params: a band)", above=0)
+    min_flops: float | None = option(None, "... at least this many FLOPs (with max_flops: a band)", above=0)
 
 
 @dataclass

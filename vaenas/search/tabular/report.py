@@ -70,6 +70,8 @@ def markdown_report(
         f"mean ± std over seeds; wall time {elapsed_s:.0f} s. Every number is a TRUE accuracy (%).",
         "",
     ]
+    if benchmark.source != benchmark.name:  # restricted to the cost bounds (vaenas.search.tabular.cost_bounds)
+        parts[2:2] = [f"Cost bounds: every method searched {benchmark.source}.", ""]
     if config.study.enabled:
         parts += _paper_protocol_report(config, results)
     if config.anytime.enabled:
