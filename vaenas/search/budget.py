@@ -100,6 +100,11 @@ class WithLatency:
     def costs(self, archs: Tensor, check: bool = True) -> Tensor:
         return torch.cat([self.model.costs(archs, check), self.latency_table.costs(archs, check=False)], dim=1)
 
+    def expected(self, probabilities: Tensor) -> Tensor:
+        """[3]: expected params, FLOPs and latency (ms) under per-position token probabilities
+        (CostTable.expected of both tables; the gradient search's expected-latency term)."""
+        return torch.cat([self.model.expected(probabilities), self.latency_table.expected(probabilities)])
+
     def cost(self, arch: Tensor) -> dict[str, float]:
         params, flops, latency = self.costs(torch.as_tensor(arch).reshape(1, -1))[0].tolist()
         return {"params": params, "flops": flops, "latency_ms": latency}

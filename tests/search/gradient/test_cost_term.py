@@ -73,7 +73,9 @@ def test_the_forms_values():
     added, _ = CostTerm(table, "flops", 1e4, weight=0.1, form="add_linear")(loss, logits)
     assert float(added) == pytest.approx(2.0 + 0.1 * (expected - 1e4) / 1e4, rel=1e-12)
     assert CostTerm(table, "flops", 1e4, weight=0.0)(loss, logits)[0] is loss
-    with pytest.raises(ValueError, match="cost metric must be one of params, flops"):
+    with pytest.raises(ValueError, match="cost metric must be one of params, flops, latency"):
+        CostTerm(table, "time", 1e4, 0.5)
+    with pytest.raises(ValueError, match="cost metric latency needs a table with a latency column"):
         CostTerm(table, "latency", 1e4, 0.5)
 
 
@@ -109,8 +111,44 @@ def test_the_term_moves_w_towards_cheaper_architectures(sampling):
 @pytest.mark.parametrize("overrides, message", [
     (["gradient.cost_weight=0.5"], "gradient.cost_target: the expected-cost term"),
     (["gradient.cost_weight=0.5", "gradient.cost_target=0.5"], "gradient.cost_target: 0.5 must be above 1"),
-    (["gradient.cost_metric=latency"], "gradient.cost_metric"),
+    (["gradient.cost_weight=0.5", "gradient.cost_target=3", "gradient.cost_metric=latency"],
+     "gradient.latency_table: cost_metric=latency needs a latency table"),
+    (["gradient.cost_metric=time"], "gradient.cost_metric"),
 ])
 def test_bad_cost_term_configs_are_refused(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config(None, TINY + overrides, cls=GradientConfig)
+
+
+def test_the_expected_latency_term_uses_the_measured_table(tmp_path):
+    """cost_metric=latency: the term is the latency table's expectation under softmax(w) (ms), it moves
+    w towards faster architectures, and a table of another network is refused naming the key."""
+    import json
+
+    from vaenas.spaces.latency import load_latency_table, measure_latency_table
+    from vaenas.supernet import get_supernet
+
+    space = get_space("nasbench201")
+    options = get_supernet(space, num_classes=10, channels=4, cells_per_stage=1).child_options()
+    _, document = measure_latency_table(space, 8, repeats=2, warmup=1, **options)
+    path = tmp_path / "latency.json"
+    path.write_text(json.dumps(document))
+    table = load_latency_table(path, space, 8, runtime=False, **options)
+    expectations = {}
+    for weight in (0.0, 5.0):
+        overrides = ["gradient.cost_metric=latency", f"gradient.latency_table={path}", f"gradient.cost_weight={weight}",
+                     "gradient.cost_target=1.5", "gradient.cost_form=add_linear"]
+        config = load_config(None, TINY + overrides, cls=GradientConfig)
+        search = GradientSearch(config, build_search_data(config.data), torch.device("cpu"))
+        search.train()
+        expected = float(table.expected(torch.softmax(search.logits.detach().double(), dim=-1))[0])
+        assert search.expected_cost()[2] == pytest.approx(expected)
+        if weight:
+            assert search.cost_term.expected(search.logits.detach()) == pytest.approx(expected)
+        expectations[weight] = expected
+    assert expectations[5.0] < expectations[0.0]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**document, "measured_with": {**document["measured_with"], "image_size": 16}}))
+    config = load_config(None, TINY + [f"gradient.latency_table={other}"], cls=GradientConfig)
+    with pytest.raises(ConfigError, match="gradient.latency_table: .*measured with image_size=16"):
+        GradientSearch(config, build_search_data(config.data), torch.device("cpu"))

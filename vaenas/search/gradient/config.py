@@ -76,7 +76,11 @@ class GradientSection:
         None, "the cost the term pulls towards, in gradient.cost_metric units of the exported network (one image at "
         "data.image_size); needed when cost_weight > 0", above=0,
     )
-    cost_metric: str = option("flops", "what the term's expectation counts", choices=("flops", "params"))
+    cost_metric: str = option("flops", "what the term's expectation counts (latency: milliseconds by "
+                              "gradient.latency_table)", choices=("flops", "params", "latency"))
+    latency_table: str = option(
+        "", "a latency table (JSON of `python -m vaenas.spaces.latency`) of the exported network, for "
+        "cost_metric=latency; refused when measured for other child options or image size")
     cost_form: str = option(
         "mul_log", "mul_log: loss·(log E/log target)^β (ProxylessNAS's default), add_linear: loss + λ(E − target)/"
         "target", choices=("mul_log", "add_linear"),
@@ -123,6 +127,9 @@ class GradientConfig(OneShotConfig):
         if g.cost_weight > 0 and g.cost_target is None:
             raise ConfigError("gradient.cost_target: the expected-cost term (gradient.cost_weight > 0) needs a target "
                               f"in {g.cost_metric}")
+        if g.cost_weight > 0 and g.cost_metric == "latency" and not g.latency_table:
+            raise ConfigError("gradient.latency_table: cost_metric=latency needs a latency table of the exported "
+                              "network (python -m vaenas.spaces.latency)")
         if g.cost_weight > 0 and g.cost_form == "mul_log" and g.cost_target <= 1:
             raise ConfigError(f"gradient.cost_target: {g.cost_target:g} must be above 1 for cost_form=mul_log "
                               "(it divides by log target)")

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vaenas import ops
+from vaenas.config import ConfigError
 from vaenas.data import SearchData
 from vaenas.ops.gated import draw_other_path, draw_two_paths
 from vaenas.runtime.collectives import check_identical, checksum
@@ -43,6 +44,7 @@ from vaenas.search.gradient.arch_optimizer import PositionAdam
 from vaenas.search.gradient.config import GradientConfig
 from vaenas.search.gradient.cost_term import CostTerm, expected_cost
 from vaenas.search.oneshot import OneShotSearch
+from vaenas.search.oneshot.costs import search_cost_model
 from vaenas.spaces.base import SearchSpace
 from vaenas.supernet.gates import Gates
 
@@ -193,6 +195,12 @@ class GradientSearch(OneShotSearch):
         self.recent: list[list[int]] = []  # the last PATH_WINDOW paths trained
         self.curve: list[dict[str, float]] = []  # per log point: step, entropy, distinct, path_entropy
         #: ProxylessNAS's expected-cost term on the exported network's cost table (None: gradient.cost_weight 0)
+        if g.latency_table:  # the exported network's measured latency beside its params and FLOPs
+            try:
+                self.cost_model = search_cost_model(self.space, data.image_size, self.supernet.child_options(),
+                                                    g.latency_table)
+            except ValueError as error:
+                raise ConfigError(f"gradient.latency_table: {error}") from None
         self.cost_term = (CostTerm(self.cost_model, g.cost_metric, g.cost_target, g.cost_weight, g.cost_form)
                           if g.cost_weight > 0 else None)
 
@@ -305,7 +313,7 @@ class GradientSearch(OneShotSearch):
             "architecture": self.space.to_json(arch), "tokens": arch.tolist(),
             "repaired_positions": repaired, "sampling": self.config.gradient.sampling,
             "mode": self.config.gradient.mode, "supernet_score": float(self.score(arch[None])[0]),
-            "cost": self.cost(arch), "expected_cost": dict(zip(("params", "flops"), self.expected_cost())),
+            "cost": self.cost(arch), "expected_cost": dict(zip(("params", "flops", "latency_ms"), self.expected_cost())),
             "network": self.network(arch), "entropy": mean_entropy(self.logits),
             "max_entropy": float(torch.log(torch.tensor(self.space.vocab_sizes, dtype=torch.float64)).mean()),
             "distinct_trained": len(self.trained), "steps": self.step,
@@ -314,7 +322,7 @@ class GradientSearch(OneShotSearch):
         }
 
     def expected_cost(self) -> list[float]:
-        """[params, FLOPs] expected of an architecture drawn from softmax(w) (cost_term.expected_cost)."""
+        """[params, FLOPs(, latency ms)] expected of an architecture drawn from softmax(w) (cost_term.expected_cost)."""
         return expected_cost(self.cost_model, self.logits.detach().cpu()).tolist()
 
     # --- state --------------------------------------------------------------------------------
