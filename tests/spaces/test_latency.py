@@ -90,3 +90,13 @@ def test_the_cli_writes_the_table_and_its_check(tmp_path, capsys):
 def test_nasbench101_has_no_latency_table():
     with pytest.raises(ValueError, match="nasbench101: no additive table"):
         measure_latency_table(get_space("nasbench101"), 8, stem_channels=8)
+
+
+def test_equivalent_option_spellings_find_the_same_table(nasnet_table):
+    """NASNet's reductions=None stands for layers//3 and 2*layers//3: a table measured with either
+    spelling loads for the other (the gradient search asks with its supernet's explicit indices)."""
+    space, _, document, path = nasnet_table
+    explicit = {**NASNET, "reductions": [1, 2]}
+    assert load_latency_table(path, space, 16, runtime=False, **explicit).fixed.tolist() == [document["fixed_ms"]]
+    with pytest.raises(ValueError, match="measured with options="):
+        load_latency_table(path, space, 16, runtime=False, **{**NASNET, "reductions": [0, 2]})

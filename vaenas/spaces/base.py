@@ -160,6 +160,11 @@ class SearchSpace(abc.ABC):
     #: defaults of build_child's options, set by spaces whose children take any
     child_options: dict[str, Any] = {}
 
+    def canonical_child_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """options with equivalent spellings made one (e.g. NASNet's reductions=None and the indices it
+        stands for), so that tables keyed by them match; the default: options as given."""
+        return options
+
     def child_settings(self, options: dict[str, Any]) -> dict[str, Any]:
         """child_options overridden by `options`; ValueError naming any unknown option."""
         unknown = set(options) - set(self.child_options)

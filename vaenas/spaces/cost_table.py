@@ -53,7 +53,7 @@ def _hashable(value: Any) -> Any:
 def settings_key(space: SearchSpace, image_size: int | None, options: dict[str, Any]) -> tuple:
     """The cache key of a table: the space, its child options overridden by `options`, the image side."""
     size = int(space.example_input(1).shape[-1]) if image_size is None else int(image_size)
-    merged = {**space.child_options, **options}
+    merged = space.canonical_child_options({**space.child_options, **options})
     return (space.name, size, tuple(sorted((key, _hashable(value)) for key, value in merged.items())))
 
 

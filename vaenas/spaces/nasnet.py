@@ -104,7 +104,14 @@ class NASNetSpace(SearchSpace):
             "drop_path": drop_path, "stem": stem,
         }  # fmt: skip
 
+    def canonical_child_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """reductions as the cell indices it stands for (None: layers//3 and 2*layers//3)."""
+        if "layers" not in options:
+            return options
+        return {**options, "reductions": list(reduction_cells(options["layers"], options.get("reductions")))}
+
     # --- validity -----------------------------------------------------------------------------
+
     def _node_has_input(self, archs: Tensor) -> Tensor:
         """BoolTensor[N, 2, 4]: whether node k of cell c has at least one non-`none` incoming edge."""
         live = (archs.view(-1, len(CELLS), EDGES_PER_CELL) != 0).long()
