@@ -78,3 +78,31 @@ def test_nasbench101_is_bounded_with_its_closed_form():
 def test_bounds_no_architecture_meets_are_a_config_error(overrides, message):
     with pytest.raises(ConfigError, match=message.replace("+", r"\+")):
         load_study_benchmark(load_config(None, overrides, cls=TabularConfig))
+
+
+def test_a_latency_bound_uses_a_table_measured_for_the_benchmarks_network(tmp_path):
+    import json
+
+    from vaenas.spaces.latency import load_latency_table, measure_latency_table
+
+    full = nasbench201("cifar10")
+    size, options = BENCHMARK_NETWORKS[("nasbench201", "cifar10")]
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _, document = measure_latency_table(full.space, size, repeats=2, warmup=1, **options)
+    finally:
+        torch.set_num_threads(previous)
+    path = tmp_path / "nb201.json"
+    path.write_text(json.dumps(document))
+    latency = load_latency_table(path, full.space, size, runtime=False, **options).costs(full.universe)[:, 0]
+    bound = float(latency.median())
+    config = load_config(None, [f"benchmark.latency_table={path}", f"benchmark.max_latency={bound}"], cls=TabularConfig)
+    restricted = within_bounds(full, config.benchmark)
+    assert torch.equal(restricted.universe, full.universe[latency <= bound])
+    with pytest.raises(ConfigError, match="benchmark.latency_table: max_latency / min_latency need a latency table"):
+        load_study_benchmark(load_config(None, [f"benchmark.max_latency={bound}"], cls=TabularConfig))
+    cifar100 = load_config(None, ["benchmark.dataset=cifar100", f"benchmark.latency_table={path}",
+                                  f"benchmark.max_latency={bound}"], cls=TabularConfig)
+    with pytest.raises(ConfigError, match="benchmark.latency_table: .*measured with options="):
+        load_study_benchmark(cifar100)  # a 100-class network is another network

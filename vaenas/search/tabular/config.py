@@ -33,6 +33,10 @@ class BenchmarkConfig:
                                      "resolution)", above=0)
     min_params: float | None = option(None, "... at least this many parameters (with max_params: a band)", above=0)
     min_flops: float | None = option(None, "... at least this many FLOPs (with max_flops: a band)", above=0)
+    latency_table: str = option("", "a latency table (JSON of `python -m vaenas.spaces.latency`) of the "
+                                "benchmark's network, for max_latency / min_latency")
+    max_latency: float | None = option(None, "... at most this latency (ms) by benchmark.latency_table", above=0)
+    min_latency: float | None = option(None, "... at least this latency (ms; with max_latency: a band)", above=0)
 
 
 @dataclass
