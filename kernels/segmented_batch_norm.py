@@ -36,7 +36,10 @@ import triton.language as tl
 from torch import Tensor
 from torch.library import custom_op
 
-from vaenas.ops.batch_norm_autograd import register_segmented_batch_norm_autograd
+from vaenas.ops.batch_norm_autograd import (
+    register_segmented_batch_norm_autograd,
+    run_fused_forward,
+)
 
 ACTIVATION_CODES = {"none": 0, "relu": 1, "silu": 2}
 SUPPORTED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
@@ -327,10 +330,5 @@ def segmented_batch_norm_triton(
     for name, t in (("weight", weight), ("bias", bias), ("mean", mean), ("var", var)):
         if t is not None and t.device != x.device:
             raise ValueError(f"segmented_batch_norm: {name} is on {t.device}, x on {x.device}")
-    if mean is not None and torch.is_grad_enabled() and (mean.requires_grad or var.requires_grad):
-        raise ValueError("the Triton segmented_batch_norm gives no gradient for given mean and var: detach them "
-                         "or use backend='aten' or 'reference'")
-    y, batch_mean, batch_var = torch.ops.vaenas.segmented_batch_norm_triton_forward(
-        x, num_segments, weight, bias, float(eps), mean, var, activation or "none"
-    )
-    return (y, batch_mean, batch_var) if mean is None else (y, mean, var)
+    return run_fused_forward(torch.ops.vaenas.segmented_batch_norm_triton_forward, "Triton", x, num_segments, weight,
+                             bias, eps, mean, var, activation)

@@ -1,4 +1,4 @@
-"""The autograd formula shared by the fused segmented_batch_norm backends (C++ CPU, Triton).
+"""The autograd formula and the call shared by the fused segmented_batch_norm backends (C++ CPU, Triton).
 
 Each backend is a pair of torch.library custom ops with one contract:
 - forward(x, num_segments, weight?, bias?, eps, mean?, var?, activation) -> (y, mean, var), the
@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.library import register_autograd
 
@@ -39,3 +40,18 @@ def register_segmented_batch_norm_autograd(forward_op: str, backward: Callable[.
         return dx, None, dweight, dbias, None, None, None, None
 
     register_autograd(forward_op, gradients, setup_context=setup_context)
+
+
+def run_fused_forward(
+    forward: Callable[..., tuple[Tensor, Tensor, Tensor]], backend: str, x: Tensor, num_segments: int,
+    weight: Tensor | None, bias: Tensor | None, eps: float, mean: Tensor | None, var: Tensor | None,
+    activation: str | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """A fused backend's forward op called as vaenas.ops.reference.segmented_batch_norm is: the given
+    mean and var themselves are returned in evaluation, and a given mean or var that needs a gradient
+    is refused (the fused backward gives none; `backend` names the backend in the message)."""
+    if mean is not None and torch.is_grad_enabled() and (mean.requires_grad or var.requires_grad):
+        raise ValueError(f"the {backend} segmented_batch_norm gives no gradient for given mean and var: detach them "
+                         "or use backend='aten' or 'reference'")
+    y, batch_mean, batch_var = forward(x, num_segments, weight, bias, float(eps), mean, var, activation or "none")
+    return (y, batch_mean, batch_var) if mean is None else (y, mean, var)

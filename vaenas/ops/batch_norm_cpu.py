@@ -11,7 +11,10 @@ import torch
 from torch import Tensor
 
 from vaenas import _extension
-from vaenas.ops.batch_norm_autograd import register_segmented_batch_norm_autograd
+from vaenas.ops.batch_norm_autograd import (
+    register_segmented_batch_norm_autograd,
+    run_fused_forward,
+)
 
 FORWARD, BACKWARD = "segmented_batch_norm_forward", "segmented_batch_norm_backward"
 
@@ -66,10 +69,5 @@ def segmented_batch_norm_cpu(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """vaenas.ops.reference.segmented_batch_norm on CPU tensors, fused: same results; statistics in
     float32 (float64 for float64 x); the given mean and var themselves are returned in evaluation."""
-    if mean is not None and torch.is_grad_enabled() and (mean.requires_grad or var.requires_grad):
-        raise ValueError("the C++ segmented_batch_norm gives no gradient for given mean and var: detach them "
-                         "or use backend='aten' or 'reference'")
-    y, batch_mean, batch_var = torch.ops.vaenas.segmented_batch_norm_forward(
-        x, num_segments, weight, bias, float(eps), mean, var, activation or "none"
-    )
-    return (y, batch_mean, batch_var) if mean is None else (y, mean, var)
+    return run_fused_forward(torch.ops.vaenas.segmented_batch_norm_forward, "C++", x, num_segments, weight, bias, eps,
+                             mean, var, activation)
